@@ -1,0 +1,5 @@
+"""``python -m usagewatch`` runs the CLI."""
+
+from usagewatch.cli import main
+
+main()

@@ -1,0 +1,106 @@
+"""Plain, frozen data that crosses stages: sources -> normalize -> rules -> store -> notify.
+
+A stage sees only these types of the stage before it, so every stage can be tested with
+hand-made instances in place of the stage before it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+
+@dataclass(frozen=True, slots=True)
+class QueryEvent:
+    """One execution of one statement, as a source saw it.
+
+    ``ts`` is timezone-aware (the query's own timestamp; all windows use it, never the wall clock).
+    ``params`` are bind values in order ($1, $2, ...; None for NULL): they are the query's literal
+    values when the client used the extended protocol. ``position`` says where in which file the
+    record that completed this event ended ("path:offset"), for evidence.
+    """
+
+    source: str
+    ts: datetime
+    sql: str
+    user: str | None = None
+    database: str | None = None
+    params: tuple[str | None, ...] = ()
+    duration_ms: float | None = None
+    session: str | None = None
+    application: str | None = None
+    client: str | None = None
+    error_code: str | None = None
+    error_message: str | None = None
+    dialect: str = "postgres"
+    position: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Literal:
+    """One varying value of a query, in a "slot" (a place in the query's shape).
+
+    ``slot`` numbers the places in the normalized query, so two runs of the same shape have the same
+    slots. An ``IN (...)`` list is one slot whose value joins its items. ``column`` is the column the
+    value is compared with or assigned to, where there is one (``company_id`` in
+    ``WHERE company_id = 42``).
+    """
+
+    slot: int
+    value: str | None
+    column: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class NormalizedQuery:
+    """A query's shape: equal ``fingerprint`` for runs that differ only in literal values, whitespace,
+    keyword case, comments or IN-list length; different when the structure differs.
+
+    ``parsed`` is False when sqlglot could not parse the text and the fingerprint is token-based.
+    """
+
+    fingerprint: str
+    normalized_sql: str
+    kind: str
+    tables: tuple[str, ...]
+    literals: tuple[Literal, ...]
+    parsed: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class NormalizedEvent:
+    """What the rules see: the event and its normalized query."""
+
+    event: QueryEvent
+    query: NormalizedQuery
+
+
+@dataclass(slots=True)
+class FindingUpdate:
+    """What a rule says about one (rule, key) after seeing events: the current state of an episode.
+
+    An *episode* is one continuous run of the pattern for that key (it starts when the rule's
+    threshold is first met and ends when the key's window drains). Updates of one episode carry
+    cumulative values, so the store can simply overwrite them; ``episode`` identifies it.
+    """
+
+    rule: str
+    key: str
+    episode: str
+    user: str | None
+    database: str | None
+    count: int
+    distinct_values: int
+    first_seen: datetime
+    last_seen: datetime
+    fingerprint: str | None
+    sample_sql: str | None
+    normalized_sql: str | None
+    varying: list[str] = field(default_factory=list)
+    sample_values: list[str] = field(default_factory=list)
+    severity: str = "warning"
+    title: str = ""
+    intervention: str = ""
+    howto: str = ""
+    details: dict[str, Any] = field(default_factory=dict)

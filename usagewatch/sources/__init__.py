@@ -1,0 +1,1 @@
+"""Sources: turn bytes of log files into QueryEvents (framing, parsing, assembling)."""

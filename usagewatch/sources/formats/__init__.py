@@ -1,0 +1,5 @@
+"""Log formats, each a registered class (see ``base``). Importing this package registers them all."""
+
+from usagewatch.sources.formats.base import Assembler, LogFormat, formats
+
+__all__ = ["Assembler", "LogFormat", "formats"]

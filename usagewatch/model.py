@@ -104,3 +104,22 @@ class FindingUpdate:
     intervention: str = ""
     howto: str = ""
     details: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(slots=True)
+class FileCursor:
+    """Where reading of one file stands: its identity and the offset after the last record taken.
+
+    Identity is device+inode plus a hash of the file's first ``head_len`` bytes, so a reused inode
+    or a truncated-and-regrown file is noticed. ``state`` is the format assembler's held-back work
+    (e.g. a statement waiting for its duration record). Committed with the findings it produced.
+    """
+
+    source: str
+    path: str
+    dev: int
+    inode: int
+    head_len: int
+    head_hash: str
+    offset: int
+    state: dict[str, Any] = field(default_factory=dict)

@@ -1,0 +1,70 @@
+"""The ``usagewatch`` command: a thin click shell over library calls, with ONE error handler.
+
+Every verb lives in its own module and calls library functions that tests call directly. Errors
+print as ``Error: <sentence>`` (config problems as ``path:line:col: message`` lines) and exit 1;
+``--debug`` shows the traceback instead.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from pathlib import Path
+
+import click
+
+from usagewatch import __version__
+from usagewatch import config as config_mod
+from usagewatch.errors import ConfigError, UsagewatchError
+
+
+def load_config(path: str | None) -> config_mod.Config:
+    """The config named by --config (or $USAGEWATCH_CONFIG), else the embedded default."""
+    path = path or os.environ.get("USAGEWATCH_CONFIG")
+    if path:
+        return config_mod.load(path)
+    click.echo("Using the embedded default config (sample PostgreSQL log, stock rules, ./usagewatch.db); "
+               "pass --config FILE for yours.", err=True)
+    return config_mod.default_config(Path.cwd())
+
+
+config_option = click.option("--config", "-c", "config_path", metavar="FILE", envvar="USAGEWATCH_CONFIG",
+                             help="Config file (default: $USAGEWATCH_CONFIG, else the embedded default).")
+
+
+class _Group(click.Group):
+    def invoke(self, ctx: click.Context):  # type: ignore[no-untyped-def]
+        try:
+            return super().invoke(ctx)
+        except ConfigError as exc:
+            if ctx.obj and ctx.obj.get("debug"):
+                raise
+            for p in exc.problems:
+                click.echo(str(p), err=True)
+            n = len(exc.problems)
+            click.echo(f"Error: {n} problem{'s' if n != 1 else ''} in the config or rules.", err=True)
+            ctx.exit(1)
+        except UsagewatchError as exc:
+            if ctx.obj and ctx.obj.get("debug"):
+                raise
+            click.echo(f"Error: {exc}", err=True)
+            ctx.exit(1)
+
+
+@click.group(cls=_Group)
+@click.version_option(__version__, prog_name="usagewatch")
+@click.option("--debug", is_flag=True, help="Show tracebacks and debug logs.")
+@click.pass_context
+def cli(ctx: click.Context, debug: bool) -> None:
+    """Watch a data warehouse's query logs and tell the support team who could use a hand."""
+    ctx.ensure_object(dict)
+    ctx.obj["debug"] = debug
+    logging.basicConfig(level=logging.DEBUG if debug else logging.WARNING, stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+
+def main() -> None:
+    from usagewatch.cli import check, findings, replay, run  # noqa: F401  (registers the verbs)
+
+    cli(prog_name="usagewatch")

@@ -1,0 +1,83 @@
+"""``usagewatch findings list|show``."""
+
+from __future__ import annotations
+
+import json
+
+import click
+
+from usagewatch.cli import cli, config_option, load_config
+from usagewatch.errors import UsagewatchError
+from usagewatch.store import Store
+
+CONTRACT_FIELDS = ("id", "rule", "user", "status", "count", "distinct_values", "first_seen", "last_seen",
+                   "fingerprint", "sample_sql", "varying", "howto")
+
+
+def _store(config_path: str | None) -> Store:
+    cfg = load_config(config_path)
+    return Store(cfg.database, cfg.notify.howto_base_url)
+
+
+def table(rows: list[dict]) -> str:
+    """A plain aligned table for a terminal."""
+    head = ("ID", "RULE", "USER", "STATUS", "RUNS", "DISTINCT", "VARYING", "LAST SEEN")
+    body = [(str(f["id"]), f["rule"], f["user"] or "", f["status"], str(f["count"]), str(f["distinct_values"]),
+             ",".join(f["varying"]) or "-", f["last_seen"][:19].replace("T", " ")) for f in rows]
+    widths = [max(len(r[i]) for r in [head, *body]) for i in range(len(head))]
+    return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in [head, *body])
+
+
+@cli.group("findings")
+def findings_group() -> None:
+    """List and inspect findings."""
+
+
+@findings_group.command("list")
+@config_option
+@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
+@click.option("--status", help="Only findings with this status (open, acknowledged, resolved).")
+@click.option("--rule", help="Only findings of this rule.")
+def list_cmd(config_path: str | None, fmt: str, status: str | None, rule: str | None) -> None:
+    """List findings, oldest first."""
+    rows = _store(config_path).findings(status=status, rule=rule)
+    if fmt == "json":
+        click.echo(json.dumps(rows, indent=2))
+    elif rows:
+        click.echo(table(rows))
+    else:
+        click.echo("No findings.")
+
+
+def describe(f: dict) -> str:
+    lines = [
+        f"Finding {f['id']}: {f['title']}",
+        f"  rule:      {f['rule']} ({f['severity']})",
+        f"  status:    {f['status']}",
+        f"  user:      {f['user']}    database: {f['database']}",
+        f"  runs:      {f['count']}    distinct values: {f['distinct_values']}",
+        f"  varying:   {', '.join(f['varying']) or '-'}" + (f"  (e.g. {', '.join(f['sample_values'])})" if f['sample_values'] else ""),
+        f"  seen:      {f['first_seen']} .. {f['last_seen']}",
+        f"  shape:     {f['fingerprint']}",
+        "",
+        "  Normalized query:",
+        *("    " + line for line in (f["normalized_sql"] or "").splitlines()),
+        "",
+        "  Suggested intervention:",
+        *("    " + line for line in f["intervention"].splitlines()),
+        "",
+        f"  How-to: {f['howto']}",
+    ]
+    return "\n".join(lines)
+
+
+@findings_group.command("show")
+@config_option
+@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
+@click.argument("finding_id", type=int)
+def show_cmd(config_path: str | None, fmt: str, finding_id: int) -> None:
+    """Show one finding in full."""
+    f = _store(config_path).finding(finding_id)
+    if f is None:
+        raise UsagewatchError(f"there is no finding {finding_id}. `usagewatch findings list` shows them.")
+    click.echo(json.dumps(f, indent=2) if fmt == "json" else describe(f))

@@ -1,0 +1,187 @@
+"""The config model: every key, its default and its help, validated in one place.
+
+One YAML file (``config.example.yaml`` documents every key). Unknown keys are errors with
+"Did you mean ...?"; every problem is reported with ``path:line:col``. Secrets never live in the
+YAML: a key like ``password_env`` names the environment variable that holds the secret.
+Relative paths are relative to the config file's directory, so a config works from any cwd.
+"""
+
+from __future__ import annotations
+
+import os
+from datetime import timedelta
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from usagewatch.durations import Duration
+from usagewatch.errors import ConfigError
+from usagewatch.sources.formats import formats
+from usagewatch.validation import problems_from
+from usagewatch.yamlload import Located, load_file, load_text
+
+PACKAGE_DIR = Path(__file__).resolve().parent
+SAMPLE_LOG = PACKAGE_DIR / "samples" / "postgresql.csv"
+DEFAULT_HOWTO_BASE = "https://github.com/usagewatch/usagewatch/blob/main/docs/howto/"
+
+
+def stock_rules_dir() -> Path:
+    """The stock rules: inside the installed wheel, or ``rules/`` of a source checkout."""
+    installed = PACKAGE_DIR / "stock_rules"
+    return installed if installed.is_dir() else PACKAGE_DIR.parent / "rules"
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+
+class SourceConfig(_Strict):
+    """One log source: files matched by glob patterns, all in one format."""
+
+    name: str = Field(description="Name shown in summaries and stored with checkpoints.")
+    format: str = Field(description="Log format, e.g. postgres-csvlog or postgres-jsonlog.")
+    paths: list[str] = Field(min_length=1, description="Glob patterns of the log files.")
+    exclude: list[str] = Field(default_factory=list, description="Glob patterns never read.")
+
+    @field_validator("format")
+    @classmethod
+    def _known_format(cls, v: str) -> str:
+        if v not in formats:
+            raise ValueError(_format_error(v))
+        return v
+
+
+def _format_error(name: str) -> str:
+    try:
+        formats.get(name)
+    except KeyError as exc:
+        return str(exc.args[0])
+    return ""
+
+
+class EmailConfig(_Strict):
+    """SMTP delivery of notifications to the support team."""
+
+    host: str
+    port: int = 25
+    from_: str = Field(alias="from")
+    to: list[str] = Field(min_length=1)
+    tls: Literal["none", "starttls", "ssl"] = "none"
+    username: str | None = None
+    password_env: str | None = Field(
+        default=None, description="Name of the environment variable holding the SMTP password."
+    )
+    timeout: Duration = timedelta(seconds=30)
+    verify: bool = True
+
+    def password(self) -> str | None:
+        if not self.password_env:
+            return None
+        value = os.environ.get(self.password_env)
+        if value is None:
+            raise ConfigError(f"the environment variable {self.password_env} (notify.email.password_env) is not set.")
+        return value
+
+
+class RetryConfig(_Strict):
+    """Backoff for notifications while the mail server is down."""
+
+    initial: Duration = timedelta(seconds=10)
+    max: Duration = timedelta(minutes=30)
+
+
+class NotifyConfig(_Strict):
+    email: EmailConfig | None = None
+    howto_base_url: str = Field(
+        default=DEFAULT_HOWTO_BASE,
+        description="Base URL the rules' relative how-to links are joined to (point it at your wiki).",
+    )
+    redact_values: bool = False
+    retry: RetryConfig = Field(default_factory=RetryConfig)
+
+
+class FollowConfig(_Strict):
+    """How the daemon follows files."""
+
+    rescan_interval: Duration = timedelta(seconds=2)
+    idle_flush: Duration = timedelta(seconds=2)
+    batch_bytes: int = Field(default=4 * 1024 * 1024, gt=0)
+
+
+class Config(_Strict):
+    database: str = "sqlite:///usagewatch.db"
+    rules: list[str] = Field(default_factory=lambda: [str(stock_rules_dir())])
+    sources: list[SourceConfig] = Field(default_factory=list)
+    notify: NotifyConfig = Field(default_factory=NotifyConfig)
+    follow: FollowConfig = Field(default_factory=FollowConfig)
+
+    path: str | None = Field(default=None, exclude=True, description="internal: the file this came from")
+
+    @field_validator("sources")
+    @classmethod
+    def _unique_names(cls, v: list[SourceConfig]) -> list[SourceConfig]:
+        seen: set[str] = set()
+        for s in v:
+            if s.name in seen:
+                raise ValueError(f'two sources are named "{s.name}"; names must be unique')
+            seen.add(s.name)
+        return v
+
+
+def _resolve(base: Path, p: str) -> str:
+    expanded = os.path.expanduser(p)
+    return expanded if os.path.isabs(expanded) else str(base / expanded)
+
+
+def _resolve_sqlite(base: Path, url: str) -> str:
+    prefix = "sqlite:///"
+    if url.startswith(prefix) and not url.startswith("sqlite:////") and url != "sqlite:///:memory:":
+        return prefix + _resolve(base, url[len(prefix):])
+    return url
+
+
+def from_document(doc: Located, base: Path) -> Config:
+    """Validate a loaded document; relative paths are resolved against ``base``."""
+    data = doc.data
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError(doc.problem((), "the config must be a mapping of keys (database, rules, sources, ...)."))
+    data = dict(data)
+    data.pop("path", None)
+    try:
+        cfg = Config.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(problems_from(exc, doc, Config)) from None
+    cfg.path = doc.path
+    cfg.database = _resolve_sqlite(base, cfg.database)
+    cfg.rules = [_resolve(base, r) for r in cfg.rules]
+    for s in cfg.sources:
+        s.paths = [_resolve(base, p) for p in s.paths]
+        s.exclude = [_resolve(base, p) for p in s.exclude]
+    return cfg
+
+
+def load(path: str | Path) -> Config:
+    """Load and validate a config file."""
+    p = Path(path)
+    return from_document(load_file(p), p.resolve().parent)
+
+
+def default_config(cwd: Path | None = None) -> Config:
+    """The embedded default: a SQLite file in the current directory, the stock rules and the
+    sample PostgreSQL csvlog that ships with the package. Lets a new user see findings at once."""
+    base = cwd or Path.cwd()
+    text = f"""
+database: sqlite:///usagewatch.db
+rules: [{stock_rules_dir()}]
+sources:
+  - name: sample
+    format: postgres-csvlog
+    paths: ["{SAMPLE_LOG}"]
+"""
+    cfg = from_document(load_text(text, "<embedded default config>"), base)
+    cfg.path = "<embedded default config>"
+    return cfg
+

@@ -1,0 +1,128 @@
+"""``usagewatch run``: follow the logs, evaluate rules, send notifications, until told to stop.
+
+Watchdog events only *wake* the reader; the truth is a rescan of every source's globs each
+``follow.rescan_interval`` (events can be lost or coalesced: see docs/architecture.md). The sender
+runs in its own thread so a slow or dead mail server never delays reading. SIGTERM/SIGINT finish
+the current batch, commit, and exit.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+import time
+from datetime import datetime, timezone
+from types import FrameType
+
+from watchdog.events import FileSystemEvent, FileSystemEventHandler
+from watchdog.observers import Observer
+
+from usagewatch.config import Config
+from usagewatch.errors import StoreError, UsagewatchError
+from usagewatch.notify.sender import Sender, smtp_channel
+from usagewatch.pipeline import Pipeline
+from usagewatch.store import Store
+
+log = logging.getLogger(__name__)
+
+
+class _Wake(FileSystemEventHandler):
+    """Only sets a flag: an exception in a watchdog handler would kill its thread."""
+
+    def __init__(self, flag: threading.Event):
+        self.flag = flag
+
+    def on_any_event(self, event: FileSystemEvent) -> None:
+        self.flag.set()
+
+
+class Daemon:
+    def __init__(self, config: Config):
+        self.config = config
+        self.store = Store(config.database, config.notify.howto_base_url)
+        self.stop = threading.Event()
+        self.wake = threading.Event()
+        self.outbox_wake = threading.Event()
+        self.pipeline = Pipeline(config, self.store, on_commit=lambda n: self.outbox_wake.set())
+        channel = smtp_channel(config.notify)
+        self.sender = Sender(self.store, channel, config.notify) if channel else None
+        self.observer = None
+
+    # --- threads ---------------------------------------------------------------------------------
+    def _start_observer(self) -> None:
+        try:
+            observer = Observer()
+            handler = _Wake(self.wake)
+            for src in self.pipeline.sources:
+                for d in src.directories():
+                    observer.schedule(handler, d, recursive=False)
+            observer.daemon = True
+            observer.start()
+            self.observer = observer
+        except OSError as exc:  # inotify limits, missing directories: rescans still find everything
+            log.warning("file events unavailable (%s); following by periodic rescan only", exc)
+
+    def _send_loop(self) -> None:
+        assert self.sender is not None
+        while not self.stop.is_set():
+            try:
+                self.sender.send_due()
+                nxt = self.store.next_notification_at()
+            except UsagewatchError as exc:
+                log.error("sender: %s", exc)
+                nxt = None
+            timeout = 5.0
+            if nxt is not None:
+                timeout = max(0.05, min(timeout, (nxt - datetime.now(timezone.utc)).total_seconds()))
+            self.outbox_wake.wait(timeout)
+            self.outbox_wake.clear()
+
+    # --- main loop -------------------------------------------------------------------------------
+    def run(self) -> None:
+        self._install_signals()
+        self._start_observer()
+        sender_thread = None
+        if self.sender is not None:
+            sender_thread = threading.Thread(target=self._send_loop, name="sender", daemon=True)
+            sender_thread.start()
+        else:
+            log.warning("notify.email is not configured: findings are stored but no email is sent")
+        rescan = self.config.follow.rescan_interval.total_seconds()
+        idle = self.config.follow.idle_flush.total_seconds()
+        log.info("following %d sources", len(self.pipeline.sources))
+        while not self.stop.is_set():
+            self.wake.clear()
+            try:
+                n = self.pipeline.poll(at_eof=False, stop=self.stop)
+                self.pipeline.flush_idle(idle)
+            except StoreError as exc:
+                log.error("%s; reloading state from the store and retrying", exc)
+                time.sleep(1.0)
+                self._recover()
+                continue
+            if n:
+                continue  # more may be waiting: read again before sleeping
+            self.wake.wait(min(rescan, idle) if idle > 0 else rescan)
+        if self.observer is not None:
+            self.observer.stop()
+        if sender_thread is not None:
+            self.outbox_wake.set()
+            sender_thread.join(timeout=10)
+        log.info("stopped: %s", self.pipeline.stats.summary())
+
+    def _recover(self) -> None:
+        try:
+            self.pipeline.reload_state()
+        except StoreError as exc:
+            log.error("still cannot read the store: %s", exc)
+
+    def _install_signals(self) -> None:
+        def handler(signum: int, frame: FrameType | None) -> None:
+            log.info("signal %d: finishing the current batch and stopping", signum)
+            self.stop.set()
+            self.wake.set()
+
+        if threading.current_thread() is threading.main_thread():
+            signal.signal(signal.SIGTERM, handler)
+            signal.signal(signal.SIGINT, handler)

@@ -1,0 +1,249 @@
+"""The contract of a rule kind, the registry YAML ``kind:`` names resolve through, and the
+event-time window with episodes that the counting kinds share.
+
+A *window* holds one key's recent events (by the queries' own timestamps). An *episode* starts when
+the kind's condition first holds for the key and lasts until the key goes quiet for a whole window;
+while it lasts every new event updates the same finding instead of raising a new one.
+Window and episode are plain data with ``to_state``/``from_state`` so they survive restarts.
+"""
+
+from __future__ import annotations
+
+from collections import Counter, deque
+from datetime import datetime, timezone
+from typing import Any, ClassVar
+
+from pydantic import BaseModel, ConfigDict
+
+from usagewatch.model import FindingUpdate, NormalizedEvent
+from usagewatch.registry import Registry
+from usagewatch.rules.schema import RuleSpec
+
+MAX_DISTINCT_KEPT = 10_000  # per value name and episode: bounds memory on runaway keys
+SAMPLE_VALUES = 5
+
+
+class Params(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class RuleKind:
+    """One rule of one kind. ``observe`` sees every event that passed the rule's filter."""
+
+    name: ClassVar[str]
+    Params: ClassVar[type[Params]] = Params
+
+    def __init__(self, spec: RuleSpec, params: Params):
+        self.spec = spec
+        self.params = params
+
+    def observe(self, ne: NormalizedEvent) -> FindingUpdate | None:
+        raise NotImplementedError
+
+    def take_dirty(self) -> dict[str, dict[str, Any] | None]:
+        """State of every key changed since the last call (None = key gone), for the store."""
+        return {}
+
+    def restore(self, key: str, state: dict[str, Any]) -> None:
+        pass
+
+    def sweep(self, now: float) -> None:
+        """Forget keys whose window drained before ``now`` (event time, epoch seconds)."""
+
+
+kinds: Registry[RuleKind] = Registry("rule kind")
+
+
+def ts_of(dt: datetime) -> float:
+    return dt.timestamp()
+
+
+def dt_of(ts: float) -> datetime:
+    return datetime.fromtimestamp(ts, tz=timezone.utc)
+
+
+class KeyWindow:
+    """One key's events inside the window: (ts, values) entries plus per-name value counts."""
+
+    __slots__ = ("entries", "counts", "episode", "last_ts", "context")
+
+    def __init__(self) -> None:
+        self.entries: deque[tuple[float, dict[str, str | None]]] = deque()
+        self.counts: dict[str, Counter[str | None]] = {}
+        self.episode: Episode | None = None
+        self.last_ts = 0.0
+        self.context: dict[str, Any] = {}  # latest user/db/sql/... for the finding
+
+    def add(self, ts: float, values: dict[str, str | None], window: float) -> None:
+        if self.entries and ts - self.last_ts > window:
+            # the key went quiet for a whole window: the pattern (and its episode) is over
+            self.entries.clear()
+            self.counts.clear()
+            self.episode = None
+        self.entries.append((ts, values))
+        for name, value in values.items():
+            self.counts.setdefault(name, Counter())[value] += 1
+        self.last_ts = max(self.last_ts, ts)
+        horizon = self.last_ts - window
+        while self.entries and self.entries[0][0] < horizon:
+            _, old = self.entries.popleft()
+            for name, value in old.items():
+                c = self.counts[name]
+                c[value] -= 1
+                if c[value] <= 0:
+                    del c[value]
+
+    def distinct(self, name: str) -> int:
+        return len(self.counts.get(name, ()))
+
+    def to_state(self) -> dict[str, Any]:
+        return {
+            "entries": [[ts, values] for ts, values in self.entries],
+            "last_ts": self.last_ts,
+            "episode": self.episode.to_state() if self.episode else None,
+            "context": self.context,
+        }
+
+    @classmethod
+    def from_state(cls, state: dict[str, Any]) -> KeyWindow:
+        w = cls()
+        for ts, values in state.get("entries", []):
+            w.entries.append((ts, values))
+            for name, value in values.items():
+                w.counts.setdefault(name, Counter())[value] += 1
+        w.last_ts = state.get("last_ts", 0.0)
+        ep = state.get("episode")
+        w.episode = Episode.from_state(ep) if ep else None
+        w.context = state.get("context", {})
+        return w
+
+
+class Episode:
+    """One continuous run of a pattern for a key: cumulative count and distinct values."""
+
+    __slots__ = ("id", "first_ts", "count", "values")
+
+    def __init__(self, id: str, first_ts: float):
+        self.id = id
+        self.first_ts = first_ts
+        self.count = 0
+        self.values: dict[str, dict[str | None, None]] = {}  # name -> ordered set of values seen
+
+    def add(self, values: dict[str, str | None]) -> None:
+        self.count += 1
+        for name, value in values.items():
+            seen = self.values.setdefault(name, {})
+            if len(seen) < MAX_DISTINCT_KEPT:
+                seen[value] = None
+
+    def distinct(self, name: str) -> int:
+        return len(self.values.get(name, ()))
+
+    def samples(self, name: str) -> list[str]:
+        return [str(v) for v in list(self.values.get(name, {}))[:SAMPLE_VALUES]]
+
+    def to_state(self) -> dict[str, Any]:
+        return {"id": self.id, "first_ts": self.first_ts, "count": self.count,
+                "values": {k: list(v) for k, v in self.values.items()}}
+
+    @classmethod
+    def from_state(cls, state: dict[str, Any]) -> Episode:
+        ep = cls(state["id"], state["first_ts"])
+        ep.count = state["count"]
+        ep.values = {k: dict.fromkeys(v) for k, v in state["values"].items()}
+        return ep
+
+
+GROUP_FIELDS = ("user", "database", "fingerprint", "application", "source")
+
+
+def group_value(ne: NormalizedEvent, field: str) -> str:
+    if field == "fingerprint":
+        return ne.query.fingerprint
+    return getattr(ne.event, field) or ""
+
+
+class WindowedKind(RuleKind):
+    """Shared machinery of kinds that count a key's events in a sliding event-time window.
+
+    Subclasses say how to key an event (``key``), which values to track (``values``), when the
+    pattern holds (``holds``) and how to describe the finding (``describe``).
+    """
+
+    window: float  # seconds
+
+    def __init__(self, spec: RuleSpec, params: Params):
+        super().__init__(spec, params)
+        self.keys: dict[str, KeyWindow] = {}
+        self._dirty: set[str] = set()
+        self._gone: set[str] = set()
+
+    # hooks --------------------------------------------------------------------------------------
+    def key(self, ne: NormalizedEvent) -> str:
+        raise NotImplementedError
+
+    def values(self, ne: NormalizedEvent) -> dict[str, str | None]:
+        return {}
+
+    def holds(self, w: KeyWindow) -> bool:
+        raise NotImplementedError
+
+    def describe(self, w: KeyWindow, update: FindingUpdate) -> None:
+        """Fill the kind-specific parts of ``update`` (varying, distinct_values, samples, details)."""
+
+    # machinery ----------------------------------------------------------------------------------
+    def observe(self, ne: NormalizedEvent) -> FindingUpdate | None:
+        key = self.key(ne)
+        w = self.keys.get(key)
+        if w is None:
+            w = self.keys[key] = KeyWindow()
+        ts = ts_of(ne.event.ts)
+        values = self.values(ne)
+        w.add(ts, values, self.window)
+        ev = ne.event
+        w.context = {"user": ev.user, "database": ev.database, "sql": ev.sql,
+                     "fingerprint": ne.query.fingerprint, "normalized_sql": ne.query.normalized_sql,
+                     "tables": list(ne.query.tables)}
+        self._dirty.add(key)
+        self._gone.discard(key)
+        if w.episode is None:
+            if not self.holds(w):
+                return None
+            first_ts = w.entries[0][0]
+            w.episode = Episode(f"{dt_of(first_ts).isoformat()}", first_ts)
+            for _, vals in w.entries:
+                w.episode.add(vals)
+        else:
+            w.episode.add(values)
+        return self._update(key, w)
+
+    def _update(self, key: str, w: KeyWindow) -> FindingUpdate:
+        ep = w.episode
+        assert ep is not None
+        ctx = w.context
+        update = FindingUpdate(
+            rule=self.spec.id, key=key, episode=ep.id, user=ctx.get("user"), database=ctx.get("database"),
+            count=ep.count, distinct_values=0, first_seen=dt_of(ep.first_ts), last_seen=dt_of(w.last_ts),
+            fingerprint=ctx.get("fingerprint"), sample_sql=ctx.get("sql"),
+            normalized_sql=ctx.get("normalized_sql"), severity=self.spec.severity,
+            details={"tables": ctx.get("tables", [])},
+        )
+        self.describe(w, update)
+        return update
+
+    def take_dirty(self) -> dict[str, dict[str, Any] | None]:
+        out: dict[str, dict[str, Any] | None] = {k: self.keys[k].to_state() for k in self._dirty if k in self.keys}
+        out.update({k: None for k in self._gone})
+        self._dirty.clear()
+        self._gone.clear()
+        return out
+
+    def restore(self, key: str, state: dict[str, Any]) -> None:
+        self.keys[key] = KeyWindow.from_state(state)
+
+    def sweep(self, now: float) -> None:
+        horizon = now - self.window
+        for key in [k for k, w in self.keys.items() if w.last_ts < horizon]:
+            del self.keys[key]
+            self._dirty.discard(key)
+            self._gone.add(key)

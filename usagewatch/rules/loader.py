@@ -1,0 +1,161 @@
+"""Loads rule files (YAML) into ready-to-run rules, collecting EVERY problem before reporting.
+
+A rule file holds one rule (a mapping) or several (``rules: [...]``). Kinds are looked up in the
+registry (with "Did you mean ...?"), their ``params`` validated by the kind's own model, and the
+title/intervention Jinja2 templates compiled and checked for unknown variables at load time, so a
+typo in a template is a load error rather than a broken email at 3 a.m.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import jinja2
+import jinja2.meta
+import jinja2.sandbox
+from pydantic import ValidationError
+
+from usagewatch.durations import format_duration
+from usagewatch.errors import ConfigError, Problem
+from usagewatch.model import FindingUpdate
+from usagewatch.registry import did_you_mean
+from usagewatch.rules.filters import CompiledFilter
+from usagewatch.rules.kinds import RuleKind, kinds
+from usagewatch.rules.schema import RuleSpec
+from usagewatch.validation import problems_from
+from usagewatch.yamlload import Located, load_file
+
+#: variables a rule's title and intervention templates may use
+TEMPLATE_VARS = frozenset({
+    "rule", "user", "database", "count", "distinct_values", "varying", "column", "sample_values",
+    "first_seen", "last_seen", "fingerprint", "normalized_sql", "sample_sql", "suggested_sql",
+    "tables", "window", "severity",
+})
+
+_ENV = jinja2.sandbox.SandboxedEnvironment(undefined=jinja2.StrictUndefined, autoescape=False,
+                                           keep_trailing_newline=False)
+
+
+@dataclass
+class Rule:
+    spec: RuleSpec
+    kind: RuleKind
+    accepts: CompiledFilter
+    title: jinja2.Template
+    intervention: jinja2.Template
+    source: str
+
+    @property
+    def id(self) -> str:
+        return self.spec.id
+
+    def render(self, update: FindingUpdate) -> None:
+        """Fill the update's title, intervention and how-to link from the rule's templates."""
+        window = getattr(self.kind.params, "window", None)
+        ctx: dict[str, Any] = {
+            "rule": self.spec.id, "user": update.user, "database": update.database,
+            "count": update.count, "distinct_values": update.distinct_values, "varying": update.varying,
+            "column": update.varying[0] if update.varying else None, "sample_values": update.sample_values,
+            "first_seen": update.first_seen, "last_seen": update.last_seen,
+            "fingerprint": update.fingerprint, "normalized_sql": update.normalized_sql,
+            "sample_sql": update.sample_sql, "suggested_sql": update.details.get("suggested_sql", ""),
+            "tables": update.details.get("tables", []), "severity": update.severity,
+            "window": _fmt_window(window),
+        }
+        update.title = " ".join(self.title.render(ctx).split())
+        update.intervention = self.intervention.render(ctx).strip()
+        update.howto = self.spec.howto
+
+
+def _fmt_window(window: Any) -> str:
+    return format_duration(window) if window is not None else ""
+
+
+def _rule_files(paths: list[str]) -> tuple[list[Path], list[Problem]]:
+    files: list[Path] = []
+    problems: list[Problem] = []
+    for p in paths:
+        path = Path(p)
+        if path.is_dir():
+            files.extend(sorted(f for f in path.iterdir() if f.suffix in (".yaml", ".yml") and f.is_file()))
+        elif path.is_file():
+            files.append(path)
+        else:
+            problems.append(Problem(str(path), None, None, "rule file or directory does not exist."))
+    return files, problems
+
+
+def _compile(doc: Located, loc: tuple[Any, ...], field: str, text: str, problems: list[Problem]) -> jinja2.Template | None:
+    try:
+        ast = _ENV.parse(text)
+    except jinja2.TemplateSyntaxError as exc:
+        line, _ = doc.where(loc + (field,))
+        problems.append(Problem(doc.path, (line or 1) + (exc.lineno - 1 if field == "title" else exc.lineno),
+                                None, f"{field}: template syntax error: {exc.message}"))
+        return None
+    unknown = sorted(jinja2.meta.find_undeclared_variables(ast) - TEMPLATE_VARS)
+    if unknown:
+        problems.append(doc.problem(loc + (field,), f'{field}: unknown template variable "{unknown[0]}".'
+                                    + did_you_mean(unknown[0], sorted(TEMPLATE_VARS))))
+        return None
+    return _ENV.from_string(text)
+
+
+def _build(doc: Located, data: Any, loc: tuple[Any, ...], problems: list[Problem]) -> Rule | None:
+    if not isinstance(data, dict):
+        problems.append(doc.problem(loc, "a rule must be a mapping with id, kind, params, title, ..."))
+        return None
+    try:
+        spec = RuleSpec.model_validate(data)
+    except ValidationError as exc:
+        problems.extend(problems_from(exc, doc, RuleSpec, loc))
+        return None
+    try:
+        kind_cls = kinds.get(spec.kind)
+    except KeyError as exc:
+        problems.append(doc.problem(loc + ("kind",), str(exc.args[0])))
+        return None
+    try:
+        params = kind_cls.Params.model_validate(spec.params)
+    except ValidationError as exc:
+        problems.extend(problems_from(exc, doc, kind_cls.Params, loc + ("params",)))
+        return None
+    title = _compile(doc, loc, "title", spec.title, problems)
+    intervention = _compile(doc, loc, "intervention", spec.intervention, problems)
+    if title is None or intervention is None:
+        return None
+    return Rule(spec, kind_cls(spec, params), CompiledFilter(spec.filter), title, intervention,
+                f"{doc.path}:{doc.where(loc)[0] or 1}")
+
+
+def load_rules(paths: list[str]) -> list[Rule]:
+    """Every enabled rule in ``paths`` (files or directories). Raises ConfigError listing all problems."""
+    files, problems = _rule_files(paths)
+    rules: list[Rule] = []
+    seen: dict[str, str] = {}
+    for f in files:
+        try:
+            doc = load_file(f)
+        except ConfigError as exc:
+            problems.extend(exc.problems)
+            continue
+        data = doc.data
+        if isinstance(data, dict) and set(data) == {"rules"} and isinstance(data["rules"], list):
+            items = [(item, ("rules", i)) for i, item in enumerate(data["rules"])]
+        else:
+            items = [(data, ())]
+        for item, loc in items:
+            rule = _build(doc, item, loc, problems)
+            if rule is None:
+                continue
+            if rule.id in seen:
+                problems.append(doc.problem(loc + ("id",), f'rule id "{rule.id}" is already defined at {seen[rule.id]}.'))
+                continue
+            seen[rule.id] = rule.source
+            if rule.spec.enabled:
+                rules.append(rule)
+    if problems:
+        raise ConfigError(problems)
+    return rules

@@ -1,0 +1,209 @@
+"""The ``Store`` class: one SQLAlchemy engine, one transaction per batch (see package docstring)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any, Iterator
+from urllib.parse import urljoin
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.exc import SQLAlchemyError
+
+from usagewatch.errors import StoreError
+from usagewatch.model import FileCursor, FindingUpdate
+from usagewatch.store.tables import ACTIVE_STATUSES, checkpoints, findings, metadata, outbox, rule_windows
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+@dataclass
+class Batch:
+    """Everything one step of the pipeline wants saved atomically."""
+
+    updates: list[FindingUpdate] = field(default_factory=list)
+    cursors: list[FileCursor] = field(default_factory=list)
+    windows: dict[tuple[str, str], dict[str, Any] | None] = field(default_factory=dict)
+
+
+@dataclass
+class CommitResult:
+    new_findings: list[int] = field(default_factory=list)
+    updated_findings: list[int] = field(default_factory=list)
+    new_outbox: int = 0
+
+
+def finding_dict(row: Any) -> dict[str, Any]:
+    """A finding as the JSON contract shows it (``findings list --format json``)."""
+    m = row._mapping if hasattr(row, "_mapping") else row
+    return {
+        "id": m["id"], "rule": m["rule"], "user": m["user"], "database": m["database"],
+        "status": m["status"], "severity": m["severity"], "count": m["count"],
+        "distinct_values": m["distinct_values"], "first_seen": m["first_seen"].isoformat(),
+        "last_seen": m["last_seen"].isoformat(), "fingerprint": m["fingerprint"],
+        "sample_sql": m["sample_sql"], "normalized_sql": m["normalized_sql"],
+        "varying": list(m["varying"] or []), "sample_values": list(m["sample_values"] or []),
+        "title": m["title"], "intervention": m["intervention"], "howto": m["howto"],
+        "key": m["key"], "details": dict(m["details"] or {}),
+    }
+
+
+class Store:
+    def __init__(self, url: str, howto_base_url: str = ""):
+        self.url = url
+        self.howto_base_url = howto_base_url
+        try:
+            self.engine: Engine = sa.create_engine(url, future=True)
+            if self.engine.dialect.name == "sqlite":
+                sa.event.listen(self.engine, "connect", _sqlite_pragmas)
+            metadata.create_all(self.engine)
+        except SQLAlchemyError as exc:
+            raise StoreError(f"cannot open the database {_safe_url(url)}: {exc.__class__.__name__}: {exc.orig if hasattr(exc, 'orig') else exc}") from None
+        except Exception as exc:  # bad URL, missing driver
+            raise StoreError(f"cannot open the database {_safe_url(url)}: {exc}") from None
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    def _tx(self) -> Any:
+        return self.engine.begin()
+
+    # --- the one transaction of the pipeline -----------------------------------------------------
+    def commit(self, batch: Batch, now: datetime | None = None) -> CommitResult:
+        now = now or utcnow()
+        result = CommitResult()
+        try:
+            with self._tx() as conn:
+                for u in batch.updates:
+                    self._apply(conn, u, now, result)
+                for (rule, key), state in batch.windows.items():
+                    conn.execute(rule_windows.delete().where(rule_windows.c.rule == rule, rule_windows.c.key == key))
+                    if state is not None:
+                        conn.execute(rule_windows.insert().values(rule=rule, key=key, state=state))
+                for c in batch.cursors:
+                    self._save_cursor(conn, c, now)
+        except SQLAlchemyError as exc:
+            raise StoreError(f"could not save a batch: {exc}") from None
+        return result
+
+    def _apply(self, conn: Connection, u: FindingUpdate, now: datetime, result: CommitResult) -> None:
+        row = conn.execute(
+            sa.select(findings).where(findings.c.rule == u.rule, findings.c.key == u.key,
+                                      findings.c.status.in_(ACTIVE_STATUSES))
+        ).first()
+        fields = {
+            "user": u.user, "database": u.database, "severity": u.severity, "last_seen": u.last_seen,
+            "fingerprint": u.fingerprint, "sample_sql": u.sample_sql, "normalized_sql": u.normalized_sql,
+            "varying": u.varying, "sample_values": u.sample_values, "title": u.title,
+            "intervention": u.intervention, "howto": urljoin(self.howto_base_url, u.howto),
+            "details": u.details, "updated_at": now,
+        }
+        if row is None:
+            fid = conn.execute(findings.insert().values(
+                rule=u.rule, key=u.key, episode=u.episode, status="open", count=u.count,
+                distinct_values=u.distinct_values, base_count=0, base_distinct=0,
+                first_seen=u.first_seen, created_at=now, **fields,
+            )).inserted_primary_key[0]
+            conn.execute(outbox.insert().values(
+                finding_id=fid, event="opened", status="pending", attempts=0, next_attempt_at=now, created_at=now))
+            result.new_findings.append(fid)
+            result.new_outbox += 1
+            return
+        m = row._mapping
+        if m["episode"] == u.episode:
+            base_count, base_distinct = m["base_count"], m["base_distinct"]
+        else:  # the pattern came back while the finding was still open: add the new episode to it
+            base_count, base_distinct = m["count"], m["distinct_values"]
+        conn.execute(findings.update().where(findings.c.id == m["id"]).values(
+            episode=u.episode, base_count=base_count, base_distinct=base_distinct,
+            count=base_count + u.count, distinct_values=base_distinct + u.distinct_values, **fields))
+        result.updated_findings.append(m["id"])
+
+    def _save_cursor(self, conn: Connection, c: FileCursor, now: datetime) -> None:
+        values = dict(dev=c.dev, inode=c.inode, head_len=c.head_len, head_hash=c.head_hash,
+                      offset=c.offset, state=c.state, updated_at=now)
+        done = conn.execute(checkpoints.update().where(
+            checkpoints.c.source == c.source, checkpoints.c.path == c.path).values(**values)).rowcount
+        if not done:
+            conn.execute(checkpoints.insert().values(source=c.source, path=c.path, **values))
+
+    # --- reading state back at start ---------------------------------------------------------------
+    def cursors(self, source: str) -> dict[str, FileCursor]:
+        with self.engine.connect() as conn:
+            rows = conn.execute(sa.select(checkpoints).where(checkpoints.c.source == source)).all()
+        return {r.path: FileCursor(source=r.source, path=r.path, dev=r.dev, inode=r.inode, head_len=r.head_len,
+                                   head_hash=r.head_hash, offset=r.offset, state=dict(r.state or {}))
+                for r in rows}
+
+    def windows(self) -> Iterator[tuple[str, str, dict[str, Any]]]:
+        with self.engine.connect() as conn:
+            for r in conn.execute(sa.select(rule_windows)):
+                yield r.rule, r.key, r.state
+
+    # --- findings ------------------------------------------------------------------------------------
+    def findings(self, status: str | None = None, rule: str | None = None) -> list[dict[str, Any]]:
+        q = sa.select(findings).order_by(findings.c.id)
+        if status:
+            q = q.where(findings.c.status == status)
+        if rule:
+            q = q.where(findings.c.rule == rule)
+        with self.engine.connect() as conn:
+            return [finding_dict(r) for r in conn.execute(q)]
+
+    def finding(self, finding_id: int) -> dict[str, Any] | None:
+        with self.engine.connect() as conn:
+            row = conn.execute(sa.select(findings).where(findings.c.id == finding_id)).first()
+        return finding_dict(row) if row else None
+
+    # --- outbox --------------------------------------------------------------------------------------
+    def due_notifications(self, now: datetime, limit: int = 50) -> list[dict[str, Any]]:
+        q = (sa.select(outbox).where(outbox.c.status == "pending", outbox.c.next_attempt_at <= now)
+             .order_by(outbox.c.id).limit(limit))
+        with self.engine.connect() as conn:
+            return [dict(r._mapping) for r in conn.execute(q)]
+
+    def next_notification_at(self) -> datetime | None:
+        q = sa.select(sa.func.min(outbox.c.next_attempt_at)).where(outbox.c.status == "pending")
+        with self.engine.connect() as conn:
+            value = conn.execute(q).scalar()
+        if value is not None and value.tzinfo is None:
+            value = value.replace(tzinfo=timezone.utc)
+        return value
+
+    def mark_sent(self, outbox_id: int, message_id: str, now: datetime) -> None:
+        with self._tx() as conn:
+            conn.execute(outbox.update().where(outbox.c.id == outbox_id).values(
+                status="sent", sent_at=now, message_id=message_id, attempts=outbox.c.attempts + 1, last_error=None))
+
+    def mark_failed(self, outbox_id: int, error: str, retry_at: datetime | None) -> None:
+        """Record a failed attempt; ``retry_at`` None means give up (dead letter)."""
+        values: dict[str, Any] = {"attempts": outbox.c.attempts + 1, "last_error": error}
+        if retry_at is None:
+            values["status"] = "dead"
+        else:
+            values["next_attempt_at"] = retry_at
+        with self._tx() as conn:
+            conn.execute(outbox.update().where(outbox.c.id == outbox_id).values(**values))
+
+    def outbox_rows(self) -> list[dict[str, Any]]:
+        with self.engine.connect() as conn:
+            return [dict(r._mapping) for r in conn.execute(sa.select(outbox).order_by(outbox.c.id))]
+
+
+def _safe_url(url: str) -> str:
+    try:
+        return sa.engine.make_url(url).render_as_string(hide_password=True)
+    except Exception:
+        return "<unparseable URL>"
+
+
+def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
+    cur = dbapi_conn.cursor()
+    cur.execute("PRAGMA journal_mode=WAL")
+    cur.execute("PRAGMA synchronous=NORMAL")
+    cur.execute("PRAGMA busy_timeout=5000")
+    cur.close()
+

@@ -1,0 +1,119 @@
+"""The database schema (SQLAlchemy Core): findings, the notification outbox, source checkpoints and
+rule windows, all in one database so one transaction can cover them.
+
+Times are stored in UTC. One open finding per rule and key is a database constraint (a partial
+unique index), not a convention, so concurrent writers cannot make two.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Column,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    TypeDecorator,
+    text,
+)
+
+metadata = MetaData()
+
+ACTIVE_STATUSES = ("open", "acknowledged")
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Aware datetimes in, aware (UTC) datetimes out, on SQLite (which keeps no zone) and PostgreSQL."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect):  # type: ignore[no-untyped-def]
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to the store")
+        return value.astimezone(timezone.utc)
+
+    def process_result_value(self, value: datetime | None, dialect):  # type: ignore[no-untyped-def]
+        if value is None:
+            return None
+        return value.replace(tzinfo=timezone.utc) if value.tzinfo is None else value.astimezone(timezone.utc)
+
+
+findings = Table(
+    "findings", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("rule", String(200), nullable=False),
+    Column("key", Text, nullable=False),
+    Column("episode", String(64), nullable=False),
+    Column("status", String(20), nullable=False, default="open"),
+    Column("severity", String(20), nullable=False),
+    Column("user", String(200)),
+    Column("database", String(200)),
+    Column("count", Integer, nullable=False),
+    Column("distinct_values", Integer, nullable=False),
+    Column("base_count", Integer, nullable=False, default=0),
+    Column("base_distinct", Integer, nullable=False, default=0),
+    Column("first_seen", UTCDateTime, nullable=False),
+    Column("last_seen", UTCDateTime, nullable=False),
+    Column("fingerprint", String(64)),
+    Column("sample_sql", Text),
+    Column("normalized_sql", Text),
+    Column("varying", JSON, nullable=False),
+    Column("sample_values", JSON, nullable=False),
+    Column("title", Text, nullable=False),
+    Column("intervention", Text, nullable=False),
+    Column("howto", Text, nullable=False),
+    Column("details", JSON, nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("updated_at", UTCDateTime, nullable=False),
+)
+Index(
+    "findings_one_open_per_rule_key", findings.c.rule, findings.c.key, unique=True,
+    sqlite_where=text("status IN ('open', 'acknowledged')"),
+    postgresql_where=text("status IN ('open', 'acknowledged')"),
+)
+
+outbox = Table(
+    "outbox", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("finding_id", Integer, ForeignKey("findings.id"), nullable=False),
+    Column("event", String(20), nullable=False),          # "opened"
+    Column("status", String(20), nullable=False),         # pending | sent | dead
+    Column("attempts", Integer, nullable=False, default=0),
+    Column("next_attempt_at", UTCDateTime, nullable=False),
+    Column("last_error", Text),
+    Column("message_id", Text),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("sent_at", UTCDateTime),
+)
+Index("outbox_due", outbox.c.status, outbox.c.next_attempt_at)
+
+checkpoints = Table(
+    "checkpoints", metadata,
+    Column("source", String(200), primary_key=True),
+    Column("path", Text, primary_key=True),
+    Column("dev", BigInteger, nullable=False),
+    Column("inode", BigInteger, nullable=False),
+    Column("head_len", Integer, nullable=False),
+    Column("head_hash", String(64), nullable=False),
+    Column("offset", BigInteger, nullable=False),
+    Column("state", JSON, nullable=False),
+    Column("updated_at", UTCDateTime, nullable=False),
+)
+
+rule_windows = Table(
+    "rule_windows", metadata,
+    Column("rule", String(200), primary_key=True),
+    Column("key", Text, primary_key=True),
+    Column("state", JSON, nullable=False),
+)

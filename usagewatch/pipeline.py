@@ -17,6 +17,7 @@ from usagewatch.config import Config, SourceConfig
 from usagewatch.model import FindingUpdate, NormalizedEvent
 from usagewatch.normalize import Normalizer
 from usagewatch.rules import RuleEngine, load_rules
+from usagewatch.rules.engine import merge_updates
 from usagewatch.sources.files import Chunk, FileSource
 from usagewatch.sources.formats import formats
 from usagewatch.store import Batch, Store
@@ -43,14 +44,6 @@ class Stats:
                 f"{self.new_findings} new findings ({len(self.updated_findings)} updated), "
                 f"{sum(self.bad_records.values()):,} bad records, {self.unparsed_sql:,} queries not parsed "
                 f"(token fingerprint), {sum(self.skipped.values()):,} non-query records skipped")
-
-
-def merge_updates(updates: list[FindingUpdate]) -> list[FindingUpdate]:
-    """The last update per (rule, key): updates of one episode are cumulative, so it says it all."""
-    last: dict[tuple[str, str], FindingUpdate] = {}
-    for u in updates:
-        last[(u.rule, u.key)] = u
-    return list(last.values())
 
 
 def make_source(sc: SourceConfig, batch_bytes: int) -> FileSource:

@@ -77,14 +77,14 @@ def problems_from(exc: ValidationError, doc: Located, model: type[BaseModel], ba
             key = str(loc[-1])
             parent = _model_at(model, loc[:-1])
             hint = did_you_mean(key, _field_names(parent)) if parent else ""
-            where = _loc_text(loc[:-1])
+            where = _loc_text(full[:-1])
             msg = f'unknown key "{key}"' + (f" in {where}" if where else "") + "." + hint
         elif err["type"] == "missing":
-            msg = f'missing required key "{_loc_text(loc)}".'
+            msg = f'missing required key "{_loc_text(full)}".'
         else:
             text = err["msg"]
             if text.startswith("Value error, "):
                 text = text[len("Value error, "):]
-            msg = f"{_loc_text(loc)}: {text}" if loc else text
-        problems.append(doc.problem(full, msg))
+            msg = f"{_loc_text(full)}: {text}" if full else text
+        problems.append(doc.problem(full, msg, at_key=err["type"] == "extra_forbidden"))
     return problems

@@ -26,6 +26,7 @@ class Located:
     path: str
     data: Any
     marks: dict[Loc, tuple[int, int]] = field(default_factory=dict)
+    key_marks: dict[Loc, tuple[int, int]] = field(default_factory=dict)
 
     def where(self, loc: Loc) -> tuple[int | None, int | None]:
         """Line and column of ``loc``, or of its nearest ancestor that has one."""
@@ -37,31 +38,30 @@ class Located:
                 return (None, None)
             loc = loc[:-1]
 
-    def problem(self, loc: Loc, message: str) -> Problem:
-        line, col = self.where(loc)
+    def problem(self, loc: Loc, message: str, at_key: bool = False) -> Problem:
+        """A Problem located at ``loc``'s value, or at its key when ``at_key`` (unknown keys)."""
+        line, col = (self.key_marks.get(tuple(loc)) or self.where(loc)) if at_key else self.where(loc)
         return Problem(self.path, line, col, message)
 
 
-def _walk(node: yaml.Node, loc: Loc, marks: dict[Loc, tuple[int, int]]) -> None:
+def _walk(node: yaml.Node, loc: Loc, marks: dict[Loc, tuple[int, int]],
+          key_marks: dict[Loc, tuple[int, int]]) -> None:
     marks[loc] = (node.start_mark.line + 1, node.start_mark.column + 1)
+    if isinstance(node, yaml.ScalarNode) and node.style in ("|", ">"):
+        # a block scalar's text starts on the line after its indicator: line N of the text is N here
+        marks[loc] = (node.start_mark.line + 2, 1)
     if isinstance(node, yaml.MappingNode):
         for key_node, value_node in node.value:
             key = key_node.value if isinstance(key_node, yaml.ScalarNode) else str(key_node.value)
             # the key's own position is the most useful place to point at for "unknown key" errors
-            marks[loc + (key,)] = (key_node.start_mark.line + 1, key_node.start_mark.column + 1)
-            _walk_value(value_node, loc + (key,), marks)
+            key_marks[loc + (key,)] = (key_node.start_mark.line + 1, key_node.start_mark.column + 1)
+            _walk(value_node, loc + (key,), marks, key_marks)
+            if not isinstance(value_node, yaml.ScalarNode):
+                # for a nested block point at the key line, which is where the reader looks
+                marks[loc + (key,)] = key_marks[loc + (key,)]
     elif isinstance(node, yaml.SequenceNode):
         for i, item in enumerate(node.value):
-            _walk(item, loc + (i,), marks)
-
-
-def _walk_value(node: yaml.Node, loc: Loc, marks: dict[Loc, tuple[int, int]]) -> None:
-    key_mark = marks[loc]
-    _walk(node, loc, marks)
-    if isinstance(node, yaml.ScalarNode):
-        return
-    # for a nested block keep pointing at the key line, which is where the reader looks
-    marks[loc] = key_mark
+            _walk(item, loc + (i,), marks, key_marks)
 
 
 def load_text(text: str, path: str) -> Located:
@@ -85,8 +85,9 @@ def load_text(text: str, path: str) -> Located:
     finally:
         loader.dispose()
     marks: dict[Loc, tuple[int, int]] = {}
-    _walk(node, (), marks)
-    return Located(path, data, marks)
+    key_marks: dict[Loc, tuple[int, int]] = {}
+    _walk(node, (), marks, key_marks)
+    return Located(path, data, marks, key_marks)
 
 
 def load_file(path: str | Path) -> Located:

@@ -65,6 +65,8 @@ def cli(ctx: click.Context, debug: bool) -> None:
 
 
 def main() -> None:
-    from usagewatch.cli import check, findings, replay, run  # noqa: F401  (registers the verbs)
-
     cli(prog_name="usagewatch")
+
+
+# the verbs register themselves on ``cli`` when imported
+from usagewatch.cli import check, findings, replay, run  # noqa: E402,F401

@@ -15,6 +15,14 @@ from usagewatch.rules.loader import Rule
 SWEEP_EVERY = 10_000  # events between sweeps of drained windows
 
 
+def merge_updates(updates: list[FindingUpdate]) -> list[FindingUpdate]:
+    """The last update per (rule, key): updates of one episode are cumulative, so it says it all."""
+    last: dict[tuple[str, str], FindingUpdate] = {}
+    for u in updates:
+        last[(u.rule, u.key)] = u
+    return list(last.values())
+
+
 class RuleEngine:
     def __init__(self, rules: list[Rule]):
         self.rules = rules

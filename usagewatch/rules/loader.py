@@ -92,8 +92,8 @@ def _compile(doc: Located, loc: tuple[Any, ...], field: str, text: str, problems
         ast = _ENV.parse(text)
     except jinja2.TemplateSyntaxError as exc:
         line, _ = doc.where(loc + (field,))
-        problems.append(Problem(doc.path, (line or 1) + (exc.lineno - 1 if field == "title" else exc.lineno),
-                                None, f"{field}: template syntax error: {exc.message}"))
+        problems.append(Problem(doc.path, (line or 1) + exc.lineno - 1, None,
+                                f"{field}: template syntax error: {exc.message}"))
         return None
     unknown = sorted(jinja2.meta.find_undeclared_variables(ast) - TEMPLATE_VARS)
     if unknown:
@@ -112,19 +112,18 @@ def _build(doc: Located, data: Any, loc: tuple[Any, ...], problems: list[Problem
     except ValidationError as exc:
         problems.extend(problems_from(exc, doc, RuleSpec, loc))
         return None
+    params = kind_cls = None
     try:
         kind_cls = kinds.get(spec.kind)
+        params = kind_cls.Params.model_validate(spec.params)
     except KeyError as exc:
         problems.append(doc.problem(loc + ("kind",), str(exc.args[0])))
-        return None
-    try:
-        params = kind_cls.Params.model_validate(spec.params)
     except ValidationError as exc:
-        problems.extend(problems_from(exc, doc, kind_cls.Params, loc + ("params",)))
-        return None
+        problems.extend(problems_from(exc, doc, kind_cls.Params, loc + ("params",)))  # type: ignore[union-attr]
+    # templates are checked even when params are wrong: report every problem in one go
     title = _compile(doc, loc, "title", spec.title, problems)
     intervention = _compile(doc, loc, "intervention", spec.intervention, problems)
-    if title is None or intervention is None:
+    if kind_cls is None or params is None or title is None or intervention is None:
         return None
     return Rule(spec, kind_cls(spec, params), CompiledFilter(spec.filter), title, intervention,
                 f"{doc.path}:{doc.where(loc)[0] or 1}")

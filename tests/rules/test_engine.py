@@ -1,0 +1,88 @@
+"""Stock rules on timelines of hand-made events (event time, no I/O)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from usagewatch.config import stock_rules_dir
+from usagewatch.rules.engine import merge_updates
+from usagewatch.rules import RuleEngine, load_rules
+from tests.helpers.events import run
+
+STOCK = [str(stock_rules_dir())]
+
+
+def engine() -> RuleEngine:
+    return RuleEngine(load_rules(STOCK))
+
+
+def feed(e: RuleEngine, events):
+    return merge_updates(e.feed_all(events))
+
+
+def test_twenty_different_ids_in_an_hour_fire_once_with_the_column():
+    e = engine()
+    ups = feed(e, [run("kim", m * 2, str(1000 + m)) for m in range(20)])
+    assert [u.rule for u in ups] == ["same-query-different-ids"]
+    u = ups[0]
+    assert (u.user, u.count, u.distinct_values, u.varying) == ("kim", 20, 20, ["company_id"])
+    assert u.sample_values == ["1000", "1001", "1002", "1003", "1004"]
+    e.render(u)
+    assert u.title == "kim ran one query 20 times with different company_id values"
+    assert "company_id IN (1000, 1001, 1002, 1003, 1004, ...)" in u.intervention
+
+
+def test_nineteen_runs_do_not_fire():
+    assert feed(engine(), [run("ann", m, str(m)) for m in range(19)]) == []
+
+
+def test_runs_spread_over_more_than_an_hour_do_not_fire():
+    # 20 runs, one every 4 minutes: never 20 inside one hour
+    assert feed(engine(), [run("lee", m * 4, str(m)) for m in range(20)]) == []
+
+
+def test_same_value_twenty_times_is_the_repeated_rule_not_the_ids_rule():
+    ups = feed(engine(), [run("dash", m, "7") for m in range(25)])
+    assert [(u.rule, u.count, u.distinct_values) for u in ups] == [("same-query-repeated", 25, 1)]
+
+
+def test_later_runs_update_the_same_episode_cumulatively():
+    e = engine()
+    first = feed(e, [run("kim", m * 0.5, str(m)) for m in range(70)])
+    later = feed(e, [run("kim", 35 + m * 0.5, str(1000 + m)) for m in range(66)])
+    assert first[0].episode == later[0].episode
+    assert later[0].count == 136 and later[0].distinct_values == 136
+
+
+def test_window_state_survives_a_restart():
+    """70 runs before a restart plus 66 after make one episode of 136 runs (DESIGN invariant)."""
+    e1 = engine()
+    feed(e1, [run("kim", m * 0.4, str(m)) for m in range(70)])
+    saved = [(rule, key, state) for (rule, key), state in e1.take_state().items() if state]
+    e2 = engine()
+    e2.restore(saved)
+    ups = feed(e2, [run("kim", 28 + m * 0.4, str(1000 + m)) for m in range(66)])
+    assert [(u.count, u.distinct_values) for u in ups if u.rule == "same-query-different-ids"] == [(136, 136)]
+
+
+def test_users_are_separate_keys():
+    events = [run(u, m, f"{u}{m}") for m in range(15) for u in ("a", "b")]
+    assert feed(engine(), events) == []
+
+
+def test_quiet_longer_than_the_window_starts_a_new_episode():
+    e = engine()
+    one = feed(e, [run("kim", m, str(m)) for m in range(20)])
+    two = feed(e, [run("kim", 200 + m, str(100 + m)) for m in range(20)])
+    assert one[0].episode != two[0].episode and two[0].count == 20
+
+
+def test_filter_excludes_non_select_statements():
+    assert feed(engine(), [run("etl", m, str(m), kind="insert") for m in range(30)]) == []
+
+
+@pytest.mark.parametrize("name", sorted(p.name for p in Path(STOCK[0]).glob("*.yaml")))
+def test_stock_rule_files_load(name):
+    assert load_rules([str(Path(STOCK[0]) / name)])

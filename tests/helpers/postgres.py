@@ -41,7 +41,6 @@ import pytest
 from tests.helpers.servers import need_server
 from usagewatch.errors import BadRecord
 from usagewatch.model import QueryEvent
-from usagewatch.sources.formats import formats
 
 PG_BIN_DIRS = ("/usr/lib/postgresql/15/bin", "/usr/local/bin", "/usr/bin")
 LOG_BASENAME = "pg"
@@ -175,7 +174,9 @@ def start_cluster(base: Path | None = None) -> PgCluster:
             pw = pwd.getpwnam("postgres")
         except KeyError:
             raise ClusterUnavailable("running as root and there is no 'postgres' user") from None
-    base = Path(base) if base else Path(tempfile.mkdtemp(prefix="usagewatch-pg-"))
+    # as root, /tmp: the postgres user must be able to reach the dir (a TMPDIR under /root is not)
+    tmp_parent = "/tmp" if os.geteuid() == 0 and os.path.isdir("/tmp") else None
+    base = Path(base) if base else Path(tempfile.mkdtemp(prefix="usagewatch-pg-", dir=tmp_parent))
     base.mkdir(parents=True, exist_ok=True)
     if os.geteuid() == 0:
         os.chown(base, pw.pw_uid, pw.pw_gid)
@@ -201,6 +202,8 @@ def read_records(format_name: str, data: bytes, chunk: int | None = None,
                  path: str = "log") -> tuple[list[tuple[dict[str, Any], str]], Counter[str]]:
     """Frame and parse ``data`` like a reader that gets it ``chunk`` bytes at a time (all at once
     when None): the (fields, "path:end_offset") of each good record, and BadRecord counts."""
+    from usagewatch.sources.formats import formats  # late: a broken format must not break the plugin
+
     fmt = formats.get(format_name)()
     records: list[tuple[dict[str, Any], str]] = []
     bad: Counter[str] = Counter()
@@ -223,6 +226,8 @@ def read_records(format_name: str, data: bytes, chunk: int | None = None,
 def assemble(format_name: str, records: list[tuple[dict[str, Any], str]], source: str = "test",
              flush: bool = True) -> tuple[list[QueryEvent], Any]:
     """Feed records to a fresh assembler of ``format_name``; the events and the assembler."""
+    from usagewatch.sources.formats import formats
+
     asm = formats.get(format_name)().assembler(source)
     events = [ev for fields, pos in records for ev in asm.feed(fields, pos)]
     if flush:

@@ -1,0 +1,136 @@
+"""Normalize: SQL text (+ bind values) -> NormalizedQuery. The only place in usagewatch that imports
+sqlglot, so a sqlglot upgrade or a switch to the compiled ``sqlglotc`` build touches this package only.
+
+    n = Normalizer(dialect="postgres", cache_size=20000)
+    q = n.normalize("SELECT * FROM orders WHERE company_id = 42")
+    q.fingerprint, q.normalized_sql, q.literals, q.kind, q.tables, q.parsed
+    n.stats  # hits, misses, uncached, unparsed
+
+Flow per call: cheap regex scan (``scan.py``) -> cache key; a hit refills the cached shape's slots
+from the scanned values (``cache.py``); a miss parses with sqlglot and walks the tree (``shape.py``),
+then stores how the scan's values map to the slots. Text sqlglot cannot parse (or only parses into
+its ``Command`` fallback) gets a token-based fingerprint with ``parsed=False``. ``normalize`` never
+raises: any exception from sqlglot ends in the token-based path.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Sequence
+
+from sqlglot import exp
+from sqlglot.dialects.dialect import Dialect, Dialects
+
+from usagewatch.model import Literal, NormalizedQuery
+from usagewatch.normalize.cache import UNCACHEABLE, Entry, ShapeCache, build_entry, fill
+from usagewatch.normalize.scan import Scan, Scanner, fallback, join_values
+from usagewatch.normalize.shape import build
+from usagewatch.registry import did_you_mean
+
+__all__ = ["Normalizer", "NormalizerStats", "known_dialects"]
+
+_UNPARSED = object()
+
+
+def known_dialects() -> list[str]:
+    """The dialect names sqlglot knows."""
+    return sorted(d.value for d in Dialects if d.value)
+
+
+@dataclass(slots=True)
+class NormalizerStats:
+    """Counters since the Normalizer was made.
+
+    ``hits``: answered from the cache without parsing. ``misses``: parsed, result cached.
+    ``uncached``: parsed because the shape may not be cached (scan and parse disagreed, a constrained
+    literal changed, or the text holds quoting the scan does not follow). ``unparsed``: results with
+    ``parsed=False`` (parse failures and empty text; cached ones included). ``parse_errors``: parse
+    attempts that failed.
+    """
+
+    hits: int = 0
+    misses: int = 0
+    uncached: int = 0
+    unparsed: int = 0
+    parse_errors: int = 0
+    cache_entries: int = 0
+
+    @property
+    def calls(self) -> int:
+        return self.hits + self.misses + self.uncached
+
+
+class Normalizer:
+    """Normalizes queries of one SQL dialect, caching shapes (bounded LRU of ``cache_size``)."""
+
+    def __init__(self, dialect: str = "postgres", cache_size: int = 20000):
+        name = (dialect or "").strip().lower()
+        known = known_dialects()
+        if name.split(",")[0].strip() not in known:
+            raise ValueError(f'unknown SQL dialect "{dialect}".' + did_you_mean(name, known))
+        self.dialect_name = name
+        self._dialect = Dialect.get_or_raise(name)
+        self._scanner = Scanner.for_tokenizer(self._dialect.tokenizer_class)
+        self._cache = ShapeCache(cache_size)
+        self._stats = NormalizerStats()
+
+    @property
+    def stats(self) -> NormalizerStats:
+        self._stats.cache_entries = len(self._cache)
+        return self._stats
+
+    def normalize(self, sql: str, params: Sequence[str | None] = ()) -> NormalizedQuery:
+        """The NormalizedQuery of ``sql``; ``params[0]`` is the value of ``$1`` (or the first ``?``)."""
+        if not isinstance(sql, str):
+            sql = "" if sql is None else str(sql)
+        params = tuple(None if p is None else str(p) for p in params)
+        stats = self._stats
+        try:
+            scan = self._scanner.scan(sql)
+        except Exception:  # pragma: no cover - a regex over a str; belt and braces
+            scan = Scan(" ".join(sql.split()), [], False)
+        entry = self._cache.get(scan.key) if scan.safe else UNCACHEABLE
+        if entry is _UNPARSED:
+            stats.hits += 1
+            return self._unparsed(scan, params)
+        if isinstance(entry, Entry):
+            literals = fill(entry, scan, params)
+            if literals is not None:
+                stats.hits += 1
+                return NormalizedQuery(entry.fingerprint, entry.normalized_sql, entry.kind, entry.tables, literals, True)
+            stats.uncached += 1
+            return self._parse(sql, scan, params, store=False)
+        if entry is None:
+            stats.misses += 1
+            return self._parse(sql, scan, params, store=True)
+        stats.uncached += 1
+        return self._parse(sql, scan, params, store=False)
+
+    def _parse(self, sql: str, scan: Scan, params: tuple[str | None, ...], store: bool) -> NormalizedQuery:
+        try:
+            statements = [s for s in self._dialect.parse(sql) if s is not None]
+            if not statements or any(isinstance(s, exp.Command) for s in statements):
+                raise ValueError("not parsed")
+            shape = build(statements, self._dialect, params)
+        except Exception:
+            if sql.strip():
+                self._stats.parse_errors += 1
+            if store:
+                self._cache.put(scan.key, _UNPARSED)
+            return self._unparsed(scan, params)
+        if store:
+            try:
+                self._cache.put(scan.key, build_entry(shape, scan))
+            except Exception:  # a mapping bug must cost speed, never a wrong or missing answer
+                self._cache.put(scan.key, UNCACHEABLE)
+        literals = tuple(
+            Literal(i, join_values([m.value for m in slot.members]) if slot.is_list else slot.members[0].value, slot.column)
+            for i, slot in enumerate(shape.slots)
+        )
+        return NormalizedQuery(shape.fingerprint, shape.normalized_sql, shape.kind, shape.tables, literals, True)
+
+    def _unparsed(self, scan: Scan, params: tuple[str | None, ...]) -> NormalizedQuery:
+        self._stats.unparsed += 1
+        fingerprint, text, kind, literals = fallback(scan, params)
+        return NormalizedQuery(fingerprint, text, kind, (), literals, False)
+

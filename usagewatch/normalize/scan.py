@@ -1,0 +1,197 @@
+"""The cheap literal-stripping scan: one compiled regex over the raw SQL text, no parser.
+
+It owns two jobs:
+
+* the **cache key** (`Scanner.scan`): the text with every string/number literal replaced by a marker,
+  comments dropped and whitespace collapsed, plus the literal values it removed ("items") with their
+  character offsets. Runs of a query that differ only in literal values get the same key, so the
+  expensive sqlglot parse happens once per shape (see ``cache.py`` for how the items are mapped to
+  slots and when a key is refused).
+* the **token fingerprint** (`fallback`) for SQL that sqlglot cannot parse: the same stripped text,
+  keywords lower-cased, hashed.
+
+A parenthesised list made only of literals - ``(1, 2, 3)`` or a run of them ``(1,'a'),(2,'b')`` as in
+multi-row ``VALUES`` - becomes ONE item (a "group": a list of rows), so an ``IN`` list of 3 or of 300
+IDs gives one key. Whether a group really is an IN list or VALUES rows is only known after the parse;
+``cache.py`` records that per key.
+
+Why the scan is deliberately *conservative*: a key must never make two texts look alike that sqlglot
+would parse into different trees. So the scan only recognises the plainest literal forms and keeps
+everything else verbatim in the key (``1e5x``, ``0x1F``, ``$1``, ``E'..'`` prefixes, ...), and it
+refuses to produce a usable key at all (``Scan.safe`` False -> parse every time) when the text holds
+constructs whose quoting rules a regex cannot follow reliably: backslashes (escape rules differ per
+dialect and setting), dollar-quoted strings and triple-quoted strings.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import dataclass
+from typing import Sequence
+
+from usagewatch.model import Literal
+
+NUM_MARK = "\x01"
+STR_MARK = "\x02"
+GROUP_MARK = "\x03"
+
+# An item is either an atom ``(start, value)`` or a group ``[[(start, value), ...], ...]`` (rows).
+Atom = tuple[int, str]
+Group = list[list[Atom]]
+Item = Atom | Group
+
+_NUM = r"\d+(?:\.\d+)?(?:[eE][+-]?\d+)?"
+_UNSAFE = re.compile(r"\\|\$[A-Za-z_]*\$|'''|\"\"\"")
+_WORD = re.compile(r"\"(?:[^\"]|\"\")*\"|`[^`]*`|[A-Za-z_][\w$]*")
+_PARAM = re.compile(r"\$(\d+)")
+
+
+def _quote_re(q: str, doubled: bool = True) -> str:
+    """A quoted token; ``doubled``: a doubled quote inside is an escaped quote (not two tokens)."""
+    e = re.escape(q)
+    return f"{e}(?:[^{e}]|{e}{e})*{e}" if doubled else f"{e}[^{e}]*{e}"
+
+
+@dataclass(slots=True)
+class Scan:
+    """What the scan saw: the cache ``key``, the literal ``items`` in text order, and ``safe``."""
+
+    key: str
+    items: list[Item]
+    safe: bool
+
+
+class Scanner:
+    """A literal-stripping scanner for one dialect's quoting and comment rules.
+
+    The rules come from sqlglot's own tokenizer class for the dialect (quote characters, identifier
+    delimiters, comment starts), so the scan and the parser agree on what is a string, a quoted
+    identifier or a comment.
+    """
+
+    def __init__(
+        self, quotes: Sequence[str], identifiers: Sequence[str], comments: Sequence[str], escapes: Sequence[str] = ("'",)
+    ):
+        str_quotes = [q for q in quotes if len(q) == 1]
+        id_quotes = [q for q in identifiers if len(q) == 1 and q not in str_quotes]
+        string = "|".join(_quote_re(q, q in escapes) for q in str_quotes) or r"(?!x)x"
+        ident = "|".join(_quote_re(q) for q in id_quotes) or r"(?!x)x"
+        line_comments = sorted({c for c in comments if c not in ("/*",)}, key=len, reverse=True)
+        comment = "|".join([re.escape(c) + r"[^\n]*" for c in line_comments] + [r"/\*(?!\+).*?\*/"])
+        atom = rf"(?:-?{_NUM}|{string})"
+        row = rf"\(\s*{atom}(?:\s*,\s*{atom})*\s*\)"
+        self._strings = str_quotes
+        # A one-character lookahead first: Python's re tries every alternative at every position, and
+        # rejecting the (many) positions that cannot start a token with one class test is ~4x faster.
+        starts = {c[0] for c in line_comments} | {"/", "("} | set(str_quotes) | set(id_quotes)
+        first = "".join(re.escape(c) for c in sorted(starts)) + "0-9"
+        self._main = re.compile(
+            rf"(?=[{first}])(?:(?P<c>{comment})|(?P<g>{row}(?:\s*,\s*{row})*)|(?P<s>{string})|(?P<i>{ident})"
+            rf"|(?P<n>(?<![\w$.]){_NUM}(?![\w.])))",
+            re.S,
+        )
+        self._inner = re.compile(rf"(?P<o>\()|(?P<m>-?)(?P<n>{_NUM})|(?P<s>{string})")
+
+    @classmethod
+    def for_tokenizer(cls, tokenizer: type) -> Scanner:
+        quotes = [q if isinstance(q, str) else q[0] for q in getattr(tokenizer, "QUOTES", ["'"])]
+        idents = [i if isinstance(i, str) else i[0] for i in getattr(tokenizer, "IDENTIFIERS", ['"'])]
+        comments = [c if isinstance(c, str) else c[0] for c in getattr(tokenizer, "COMMENTS", ["--"])]
+        escapes = [e for e in getattr(tokenizer, "STRING_ESCAPES", ["'"]) if isinstance(e, str)]
+        return cls(quotes, idents, comments, escapes)
+
+    @staticmethod
+    def _unquote(text: str) -> str:
+        q = text[0]
+        return text[1:-1].replace(q + q, q)  # no doubled quote survives the regex unless it is an escape
+
+    def _group(self, sql: str, start: int, end: int) -> Group:
+        rows: Group = []
+        unquote = self._unquote
+        for m in self._inner.finditer(sql, start, end):
+            if m.lastgroup == "o":
+                rows.append([])
+            elif m.lastgroup == "s":
+                rows[-1].append((m.start(), unquote(m.group())))
+            else:
+                rows[-1].append((m.start("n"), m.group("m") + m.group("n")))
+        return rows
+
+    def scan(self, sql: str) -> Scan:
+        """The key and literal items of ``sql``; never raises."""
+        items: list[Item] = []
+        append = items.append
+        unquote = self._unquote
+
+        def repl(m: re.Match[str]) -> str:
+            kind = m.lastgroup
+            if kind == "n":
+                append((m.start(), m.group()))
+                return NUM_MARK
+            if kind == "s":
+                append((m.start(), unquote(m.group())))
+                return STR_MARK
+            if kind == "g":
+                append(self._group(sql, m.start(), m.end()))
+                return GROUP_MARK
+            if kind == "c":
+                return " "
+            text = m.group()  # quoted identifier: verbatim, but whitespace inside must survive split()
+            return re.sub(r"\s", lambda w: f"\x00{ord(w.group())}\x00", text) if " " in text or "\t" in text or "\n" in text else text
+
+        key = " ".join(self._main.sub(repl, sql).split())
+        return Scan(key, items, _UNSAFE.search(sql) is None)
+
+
+def digest(text: str) -> str:
+    """A short hex fingerprint of ``text``."""
+    return hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=8).hexdigest()
+
+
+_TRANSACTION_WORDS = {"begin", "start", "commit", "rollback", "end", "abort", "savepoint", "release"}
+_KIND_WORDS = {
+    "select": "select", "with": "select", "values": "select", "table": "select",
+    "insert": "insert", "update": "update", "delete": "delete", "merge": "merge",
+    "create": "create", "drop": "drop", "alter": "alter", "set": "set", "show": "show",
+}
+
+
+def kind_from_word(word: str) -> str:
+    """Statement kind from the first keyword (for text sqlglot could not parse)."""
+    word = word.lower()
+    if word in _TRANSACTION_WORDS:
+        return "transaction"
+    return _KIND_WORDS.get(word, "other")
+
+
+def join_values(values: Sequence[str | None]) -> str | None:
+    """One slot's value from the values of its members (an IN list or a VALUES column): a single
+    member keeps its value (None for a NULL bind value); several are joined with "," in the order
+    written, NULL binds spelled NULL."""
+    if len(values) == 1:
+        return values[0]
+    return ",".join("NULL" if v is None else v for v in values)
+
+
+def fallback(scan: Scan, params: Sequence[str | None]) -> tuple[str, str, str, tuple[Literal, ...]]:
+    """Token-based (fingerprint, normalized text, kind, literals) for SQL the parser refused.
+
+    Literals are the scanned items in text order (a group is one slot, its rows flattened), then one
+    slot per ``$n`` bind placeholder in order of appearance; none has a column.
+    """
+    text = scan.key.replace(NUM_MARK, "?").replace(STR_MARK, "?").replace(GROUP_MARK, "(?...)")
+    text = _WORD.sub(lambda m: m.group() if m.group()[0] in "\"`" else m.group().lower(), text)
+    first = _WORD.search(text)
+    kind = kind_from_word(first.group()) if first and first.group()[0] not in "\"`" else "other"
+    values: list[str | None] = []
+    for item in scan.items:
+        if isinstance(item, tuple):
+            values.append(item[1])
+        else:
+            values.append(join_values([v for row in item for _, v in row]))
+    for m in _PARAM.finditer(scan.key):
+        n = int(m.group(1))
+        values.append(params[n - 1] if 0 < n <= len(params) else None)
+    literals = tuple(Literal(i, v, None) for i, v in enumerate(values))
+    return digest("raw\0" + text), text, kind, literals

@@ -15,6 +15,7 @@ raises: any exception from sqlglot ends in the token-based path.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from typing import Sequence
 
@@ -25,6 +26,10 @@ from usagewatch.model import Literal, NormalizedQuery
 from usagewatch.normalize.cache import UNCACHEABLE, Entry, ShapeCache, build_entry, fill
 from usagewatch.normalize.scan import Scan, Scanner, fallback, join_values
 from usagewatch.normalize.shape import build
+
+# sqlglot warns once per unsupported statement it falls back on; we count those as parsed=False
+# (the replay summary and stats show them), so its warnings would only be noise in the daemon's log.
+logging.getLogger("sqlglot").setLevel(logging.ERROR)
 from usagewatch.registry import did_you_mean
 
 __all__ = ["Normalizer", "NormalizerStats", "known_dialects"]

@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from usagewatch.config import SAMPLE_LOG
+
 from tests.helpers import workload
 from tests.helpers.postgres import read_records
 from usagewatch.errors import BadRecord
@@ -17,7 +19,8 @@ from usagewatch.sources.formats.postgres_csvlog import PostgresCsvlog
 from usagewatch.sources.formats.postgres_events import RECORD_KEYS, parse_log_time
 
 DATA = Path(__file__).resolve().parents[2] / "data" / "postgres"
-SAMPLE = (DATA / "postgresql.csv").read_bytes()
+SAMPLES = SAMPLE_LOG.parent  # the real PostgreSQL 15 logs shipped with the package
+SAMPLE = (SAMPLES / "postgresql.csv").read_bytes()
 ELASTIC = sorted((DATA / "elastic-beats").glob("*.csv.log"))
 
 PG15_LINE = (

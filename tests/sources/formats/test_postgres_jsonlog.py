@@ -8,6 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from usagewatch.config import SAMPLE_LOG
+
 from tests.helpers.postgres import read_records
 from usagewatch.errors import BadRecord
 from usagewatch.sources.formats import formats
@@ -15,7 +17,8 @@ from usagewatch.sources.formats.postgres_events import RECORD_KEYS
 from usagewatch.sources.formats.postgres_jsonlog import PostgresJsonlog
 
 DATA = Path(__file__).resolve().parents[2] / "data" / "postgres"
-SAMPLE = (DATA / "postgresql.json").read_bytes()
+SAMPLES = SAMPLE_LOG.parent  # the real PostgreSQL 15 logs shipped with the package
+SAMPLE = (SAMPLES / "postgresql.json").read_bytes()
 
 LINE = (
     b'{"timestamp":"2026-11-26 04:20:45.204 UTC","user":"kim","dbname":"wh","pid":7136,'
@@ -71,7 +74,7 @@ def test_parse_rejects_malformed_records(raw: bytes, reason: str) -> None:
 
 def test_csvlog_and_jsonlog_of_one_run_parse_to_equal_records() -> None:
     json_records, bad = read_records("postgres-jsonlog", SAMPLE)
-    csv_records, bad2 = read_records("postgres-csvlog", (DATA / "postgresql.csv").read_bytes())
+    csv_records, bad2 = read_records("postgres-csvlog", (SAMPLES / "postgresql.csv").read_bytes())
     assert not bad and not bad2
     assert len(json_records) == len(csv_records) == SAMPLE.count(b"\n")
     # Backends write each message to both logs separately, so the order of different sessions'

@@ -14,10 +14,9 @@ from dataclasses import dataclass, field
 from typing import Callable, Iterator
 
 from usagewatch.config import Config, SourceConfig
-from usagewatch.model import FindingUpdate, NormalizedEvent
+from usagewatch.model import NormalizedEvent
 from usagewatch.normalize import Normalizer
 from usagewatch.rules import RuleEngine, load_rules
-from usagewatch.rules.engine import merge_updates
 from usagewatch.sources.files import Chunk, FileSource
 from usagewatch.sources.formats import formats
 from usagewatch.store import Batch, Store
@@ -79,16 +78,14 @@ class Pipeline:
 
     def step(self, chunk: Chunk) -> None:
         """Normalize, evaluate and commit one chunk (see module docstring)."""
-        updates: list[FindingUpdate] = []
+        touched: list[tuple[str, str]] = []
         for ev in chunk.events:
             q = self.normalizer(ev.dialect).normalize(ev.sql, ev.params)
             if not q.parsed:
                 self.stats.unparsed_sql += 1
-            updates.extend(self.engine.feed(NormalizedEvent(ev, q)))
-        merged = merge_updates(updates)
-        for u in merged:
-            self.engine.render(u)
-        result = self.store.commit(Batch(merged, [chunk.cursor], self.engine.take_state()))
+            touched.extend(self.engine.feed(NormalizedEvent(ev, q)))
+        updates = self.engine.updates(touched)
+        result = self.store.commit(Batch(updates, [chunk.cursor], self.engine.take_state()))
         s = self.stats
         s.files.add(chunk.path)
         s.records += chunk.records

@@ -15,14 +15,6 @@ from usagewatch.rules.loader import Rule
 SWEEP_EVERY = 10_000  # events between sweeps of drained windows
 
 
-def merge_updates(updates: list[FindingUpdate]) -> list[FindingUpdate]:
-    """The last update per (rule, key): updates of one episode are cumulative, so it says it all."""
-    last: dict[tuple[str, str], FindingUpdate] = {}
-    for u in updates:
-        last[(u.rule, u.key)] = u
-    return list(last.values())
-
-
 class RuleEngine:
     def __init__(self, rules: list[Rule]):
         self.rules = rules
@@ -31,16 +23,19 @@ class RuleEngine:
         self._since_sweep = 0
         self.evaluations = 0
 
-    def feed(self, ne: NormalizedEvent) -> list[FindingUpdate]:
-        """Updates for every rule this event advances (usually none)."""
+    def feed(self, ne: NormalizedEvent) -> list[tuple[str, str]]:
+        """The (rule id, key) of every active pattern this event advanced (usually none).
+
+        Building the finding update is left to ``updates``, once per key and batch: a key that
+        is firing may see thousands of events in one batch."""
         out = []
         for rule in self.rules:
             if not rule.accepts(ne):
                 continue
             self.evaluations += 1
-            update = rule.kind.observe(ne)
-            if update is not None:
-                out.append(update)
+            key = rule.kind.observe(ne)
+            if key is not None:
+                out.append((rule.id, key))
         ts = ts_of(ne.event.ts)
         if ts > self._max_ts:
             self._max_ts = ts
@@ -49,19 +44,27 @@ class RuleEngine:
             self.sweep()
         return out
 
-    def feed_all(self, events: Iterable[NormalizedEvent]) -> list[FindingUpdate]:
-        out: list[FindingUpdate] = []
+    def feed_all(self, events: Iterable[NormalizedEvent]) -> list[tuple[str, str]]:
+        out: list[tuple[str, str]] = []
         for ne in events:
             out.extend(self.feed(ne))
+        return out
+
+    def updates(self, touched: Iterable[tuple[str, str]]) -> list[FindingUpdate]:
+        """One rendered update per touched (rule id, key), in first-touched order."""
+        out = []
+        for rule_id, key in dict.fromkeys(touched):
+            rule = self._by_id[rule_id]
+            update = rule.kind.update(key)
+            if update is not None:
+                rule.render(update)
+                out.append(update)
         return out
 
     def sweep(self) -> None:
         self._since_sweep = 0
         for rule in self.rules:
             rule.kind.sweep(self._max_ts)
-
-    def render(self, update: FindingUpdate) -> None:
-        self._by_id[update.rule].render(update)
 
     def take_state(self) -> dict[tuple[str, str], dict[str, Any] | None]:
         """Window state changed since the last call, keyed by (rule id, key); None = delete."""

@@ -79,10 +79,7 @@ class Store:
             with self._tx() as conn:
                 for u in batch.updates:
                     self._apply(conn, u, now, result)
-                for (rule, key), state in batch.windows.items():
-                    conn.execute(rule_windows.delete().where(rule_windows.c.rule == rule, rule_windows.c.key == key))
-                    if state is not None:
-                        conn.execute(rule_windows.insert().values(rule=rule, key=key, state=state))
+                self._save_windows(conn, batch.windows)
                 for c in batch.cursors:
                     self._save_cursor(conn, c, now)
         except SQLAlchemyError as exc:
@@ -121,6 +118,16 @@ class Store:
             episode=u.episode, base_count=base_count, base_distinct=base_distinct,
             count=base_count + u.count, distinct_values=base_distinct + u.distinct_values, **fields))
         result.updated_findings.append(m["id"])
+
+    def _save_windows(self, conn: Connection, windows: dict[tuple[str, str], dict[str, Any] | None]) -> None:
+        """Replace the state of every window the batch touched (delete + insert, in bulk)."""
+        keys = list(windows)
+        for i in range(0, len(keys), 500):
+            part = keys[i:i + 500]
+            conn.execute(rule_windows.delete().where(sa.tuple_(rule_windows.c.rule, rule_windows.c.key).in_(part)))
+        rows = [{"rule": r, "key": k, "state": st} for (r, k), st in windows.items() if st is not None]
+        if rows:
+            conn.execute(rule_windows.insert(), rows)
 
     def _save_cursor(self, conn: Connection, c: FileCursor, now: datetime) -> None:
         values = dict(dev=c.dev, inode=c.inode, head_len=c.head_len, head_hash=c.head_hash,

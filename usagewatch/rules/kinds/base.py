@@ -37,7 +37,12 @@ class RuleKind:
         self.spec = spec
         self.params = params
 
-    def observe(self, ne: NormalizedEvent) -> FindingUpdate | None:
+    def observe(self, ne: NormalizedEvent) -> str | None:
+        """The key this event advanced an active pattern of, or None. Cheap: it runs per event."""
+        raise NotImplementedError
+
+    def update(self, key: str) -> FindingUpdate | None:
+        """The finding update for ``key`` as it stands now (built once per batch, not per event)."""
         raise NotImplementedError
 
     def take_dirty(self) -> dict[str, dict[str, Any] | None]:
@@ -101,7 +106,7 @@ class KeyWindow:
             "entries": [[ts, values] for ts, values in self.entries],
             "last_ts": self.last_ts,
             "episode": self.episode.to_state() if self.episode else None,
-            "context": self.context,
+            "context": {**self.context, "tables": list(self.context.get("tables", ()))},
         }
 
     @classmethod
@@ -192,7 +197,7 @@ class WindowedKind(RuleKind):
         """Fill the kind-specific parts of ``update`` (varying, distinct_values, samples, details)."""
 
     # machinery ----------------------------------------------------------------------------------
-    def observe(self, ne: NormalizedEvent) -> FindingUpdate | None:
+    def observe(self, ne: NormalizedEvent) -> str | None:
         key = self.key(ne)
         w = self.keys.get(key)
         if w is None:
@@ -203,7 +208,7 @@ class WindowedKind(RuleKind):
         ev = ne.event
         w.context = {"user": ev.user, "database": ev.database, "sql": ev.sql,
                      "fingerprint": ne.query.fingerprint, "normalized_sql": ne.query.normalized_sql,
-                     "tables": list(ne.query.tables)}
+                     "tables": ne.query.tables}
         self._dirty.add(key)
         self._gone.discard(key)
         if w.episode is None:
@@ -215,24 +220,26 @@ class WindowedKind(RuleKind):
                 w.episode.add(vals)
         else:
             w.episode.add(values)
-        return self._update(key, w)
+        return key
 
-    def _update(self, key: str, w: KeyWindow) -> FindingUpdate:
-        ep = w.episode
-        assert ep is not None
+    def update(self, key: str) -> FindingUpdate | None:
+        w = self.keys.get(key)
+        ep = w.episode if w is not None else None
+        if w is None or ep is None:  # swept or drained since it was touched
+            return None
         ctx = w.context
         update = FindingUpdate(
             rule=self.spec.id, key=key, episode=ep.id, user=ctx.get("user"), database=ctx.get("database"),
             count=ep.count, distinct_values=0, first_seen=dt_of(ep.first_ts), last_seen=dt_of(w.last_ts),
             fingerprint=ctx.get("fingerprint"), sample_sql=ctx.get("sql"),
             normalized_sql=ctx.get("normalized_sql"), severity=self.spec.severity,
-            details={"tables": ctx.get("tables", [])},
+            details={"tables": list(ctx.get("tables", ()))},
         )
         self.describe(w, update)
         return update
 
     def take_dirty(self) -> dict[str, dict[str, Any] | None]:
-        out: dict[str, dict[str, Any] | None] = {k: self.keys[k].to_state() for k in self._dirty if k in self.keys}
+        out: dict[str, dict[str, Any] | None] = {k: self.keys[k].to_state() for k in self._dirty}
         out.update({k: None for k in self._gone})
         self._dirty.clear()
         self._gone.clear()

@@ -11,7 +11,7 @@ SQL, literal values) that ends up in an email:
 - the HTML part is rendered with Jinja2 autoescaping on, and the how-to link is only made
   clickable when it is an http(s) URL;
 - with ``redact_values=True`` no literal value appears anywhere: sample values are replaced by a
-  count, the raw ``sample_sql`` and the rule's ``details`` are left out, and any sample value that
+  count, the raw ``sample_sql`` is left out, and any sample value that
   occurs in the title or the intervention text is masked (``normalized_sql`` already has
   placeholders);
 - the Message-ID depends only on the outbox id, the finding id and the sender's domain, so a resend
@@ -119,13 +119,12 @@ def _context(
         f"{finding.get('rule', 'a rule')} matched queries of {finding.get('user') or 'a user'}"
     )
     intervention = str(finding.get("intervention") or "")
-    details = dict(finding.get("details") or {})
+    tables = [header_safe(t) for t in (dict(finding.get("details") or {}).get("tables") or [])]
     if redact_values:
         title = _mask(title, samples)
         intervention = _mask(intervention, samples)
         shown_samples: list[str] = []
         samples_note = f"<{len(samples)} values redacted>" if samples else ""
-        details = {}
     else:
         shown_samples = samples[:MAX_SAMPLE_VALUES]
         more = len(samples) - len(shown_samples)
@@ -154,7 +153,7 @@ def _context(
         "intervention": intervention.strip(),
         "howto": link,
         "howto_clickable": _is_clickable(link),
-        "details": details,
+        "tables": tables,
         "redacted": redact_values,
         "show_command": f"usagewatch findings show {finding_id}",
     }

@@ -12,8 +12,8 @@ import sys
 import time
 from pathlib import Path
 
-from usagewatch.config import SAMPLE_LOG
 from tests.helpers.configs import write_config
+from usagewatch.config import SAMPLE_LOG
 
 CHUNK = 4093  # odd on purpose: cuts records, lines and quoted newlines anywhere
 

@@ -9,14 +9,14 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from usagewatch import config
-from usagewatch.cli import cli
-from usagewatch.cli.replay import replay
-from usagewatch.store import Store
 from tests.helpers.configs import write_config
 from tests.helpers.postgres import ClusterUnavailable, remove_cluster, start_cluster
 from tests.helpers.servers import need_server
 from tests.helpers.workload import run_workload
+from usagewatch import config
+from usagewatch.cli import cli
+from usagewatch.cli.replay import replay
+from usagewatch.store import Store
 
 
 @pytest.fixture(scope="module")

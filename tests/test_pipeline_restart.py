@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import pytest
 
+from tests.helpers.configs import write_config
 from usagewatch import config
 from usagewatch.cli.replay import replay
 from usagewatch.config import SAMPLE_LOG
 from usagewatch.pipeline import Pipeline
 from usagewatch.store import Store
-from tests.helpers.configs import write_config
 
 
 def findings(cfg) -> list[tuple]:

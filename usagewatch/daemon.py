@@ -17,6 +17,7 @@ from types import FrameType
 
 from watchdog.events import FileSystemEvent, FileSystemEventHandler
 from watchdog.observers import Observer
+from watchdog.observers.api import BaseObserver
 
 from usagewatch.config import Config
 from usagewatch.errors import StoreError, UsagewatchError
@@ -47,7 +48,7 @@ class Daemon:
         self.pipeline = Pipeline(config, self.store, on_commit=lambda n: self.outbox_wake.set())
         channel = smtp_channel(config.notify)
         self.sender = Sender(self.store, channel, config.notify) if channel else None
-        self.observer = None
+        self.observer: BaseObserver | None = None
 
     # --- threads ---------------------------------------------------------------------------------
     def _start_observer(self) -> None:

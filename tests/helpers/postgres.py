@@ -202,7 +202,9 @@ def read_records(format_name: str, data: bytes, chunk: int | None = None,
                  path: str = "log") -> tuple[list[tuple[dict[str, Any], str]], Counter[str]]:
     """Frame and parse ``data`` like a reader that gets it ``chunk`` bytes at a time (all at once
     when None): the (fields, "path:end_offset") of each good record, and BadRecord counts."""
-    from usagewatch.sources.formats import formats  # late: a broken format must not break the plugin
+    from usagewatch.sources.formats import (
+        formats,  # late: a broken format must not break the plugin
+    )
 
     fmt = formats.get(format_name)()
     records: list[tuple[dict[str, Any], str]] = []

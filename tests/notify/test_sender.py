@@ -7,11 +7,11 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
+from tests.store.test_store import update
 from usagewatch.config import NotifyConfig
 from usagewatch.notify.email import SmtpChannel, SmtpSettings
 from usagewatch.notify.sender import Sender
 from usagewatch.store import Batch, Store
-from tests.store.test_store import update
 
 
 class Clock:

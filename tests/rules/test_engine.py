@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
+from tests.helpers.events import run
 from usagewatch.config import stock_rules_dir
 from usagewatch.rules import RuleEngine, load_rules
-from tests.helpers.events import run
 
 STOCK = [str(stock_rules_dir())]
 

@@ -7,11 +7,11 @@ from datetime import timedelta
 import pytest
 import sqlalchemy as sa
 
+from tests.helpers.events import at
 from usagewatch.errors import StoreError
 from usagewatch.model import FileCursor, FindingUpdate
 from usagewatch.store import Batch, Store
 from usagewatch.store.tables import findings
-from tests.helpers.events import at
 
 
 def update(count: int, episode: str = "e1", key: str = "user=kim fingerprint=f", distinct: int | None = None) -> FindingUpdate:

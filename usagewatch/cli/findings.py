@@ -25,7 +25,7 @@ def table(rows: list[dict]) -> str:
     body = [(str(f["id"]), f["rule"], f["user"] or "", f["status"], str(f["count"]), str(f["distinct_values"]),
              ",".join(f["varying"]) or "-", f["last_seen"][:19].replace("T", " ")) for f in rows]
     widths = [max(len(r[i]) for r in [head, *body]) for i in range(len(head))]
-    return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in [head, *body])
+    return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in [head, *body])
 
 
 @cli.group("findings")

@@ -26,11 +26,11 @@ from usagewatch.model import Literal, NormalizedQuery
 from usagewatch.normalize.cache import UNCACHEABLE, Entry, ShapeCache, build_entry, fill
 from usagewatch.normalize.scan import Scan, Scanner, fallback, join_values
 from usagewatch.normalize.shape import build
+from usagewatch.registry import did_you_mean
 
 # sqlglot warns once per unsupported statement it falls back on; we count those as parsed=False
 # (the replay summary and stats show them), so its warnings would only be noise in the daemon's log.
 logging.getLogger("sqlglot").setLevel(logging.ERROR)
-from usagewatch.registry import did_you_mean
 
 __all__ = ["Normalizer", "NormalizerStats", "known_dialects"]
 
@@ -116,7 +116,7 @@ class Normalizer:
             statements = [s for s in self._dialect.parse(sql) if s is not None]
             if not statements or any(isinstance(s, exp.Command) for s in statements):
                 raise ValueError("not parsed")
-            shape = build(statements, self._dialect, params)
+            shape = build(statements, self._dialect, params)  # type: ignore[arg-type]  # sqlglot 30 types parse() as Expr
         except Exception:
             if sql.strip():
                 self._stats.parse_errors += 1

@@ -74,7 +74,7 @@ def fill(entry: Entry, scan: Scan, params: Sequence[str | None]) -> tuple[Litera
                 return None
         elif kind == "values":
             for row in group:
-                if len(row) != width:
+                if len(row) != width:  # type: ignore[arg-type]
                     return None
         elif _exact_code(group) != width:  # type: ignore[arg-type]
             return None

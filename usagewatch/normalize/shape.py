@@ -26,6 +26,7 @@ Conventions (they are the product's contract, so they live here in one place):
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from sqlglot import exp
@@ -227,7 +228,7 @@ def kind_of(root: exp.Expression) -> str:
     return "other"
 
 
-def build(statements: list[exp.Expression], dialect: object, params: tuple[str | None, ...]) -> Shape:
+def build(statements: Sequence[exp.Expression], dialect: object, params: tuple[str | None, ...]) -> Shape:
     """The shape of parsed ``statements`` (mutated in place: literals become placeholders)."""
     walker = _Walker(params)
     tables: set[str] = set()

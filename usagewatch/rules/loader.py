@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import jinja2
 import jinja2.meta
@@ -144,7 +144,7 @@ def load_rules(paths: list[str]) -> list[Rule]:
         if isinstance(data, dict) and set(data) == {"rules"} and isinstance(data["rules"], list):
             items = [(item, ("rules", i)) for i, item in enumerate(data["rules"])]
         else:
-            items = [(data, ())]
+            items = [(data, cast(tuple[Any, ...], ()))]
         for item, loc in items:
             rule = _build(doc, item, loc, problems)
             if rule is None:

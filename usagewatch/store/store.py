@@ -13,7 +13,14 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from usagewatch.errors import StoreError
 from usagewatch.model import FileCursor, FindingUpdate
-from usagewatch.store.tables import ACTIVE_STATUSES, checkpoints, findings, metadata, outbox, rule_windows
+from usagewatch.store.tables import (
+    ACTIVE_STATUSES,
+    checkpoints,
+    findings,
+    metadata,
+    outbox,
+    rule_windows,
+)
 
 
 def utcnow() -> datetime:
@@ -103,7 +110,7 @@ class Store:
                 rule=u.rule, key=u.key, episode=u.episode, status="open", count=u.count,
                 distinct_values=u.distinct_values, base_count=0, base_distinct=0,
                 first_seen=u.first_seen, created_at=now, **fields,
-            )).inserted_primary_key[0]
+            )).inserted_primary_key[0]  # type: ignore[index]
             conn.execute(outbox.insert().values(
                 finding_id=fid, event="opened", status="pending", attempts=0, next_attempt_at=now, created_at=now))
             result.new_findings.append(fid)

@@ -9,10 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from usagewatch.config import SAMPLE_LOG
-
 from tests.helpers import workload
 from tests.helpers.postgres import read_records
+from usagewatch.config import SAMPLE_LOG
 from usagewatch.errors import BadRecord
 from usagewatch.sources.formats import formats
 from usagewatch.sources.formats.postgres_csvlog import PostgresCsvlog

@@ -16,12 +16,15 @@ from typing import Any
 
 import pytest
 
-from usagewatch.config import SAMPLE_LOG
-
 from tests.helpers import workload
 from tests.helpers.postgres import PgCluster, assemble, read_records
+from usagewatch.config import SAMPLE_LOG
 from usagewatch.model import QueryEvent
-from usagewatch.sources.formats.postgres_events import RECORD_KEYS, PostgresAssembler, parse_params
+from usagewatch.sources.formats.postgres_events import (
+    RECORD_KEYS,
+    PostgresAssembler,
+    parse_params,
+)
 
 DATA = Path(__file__).resolve().parents[2] / "data" / "postgres"
 SAMPLES = SAMPLE_LOG.parent  # the real PostgreSQL 15 logs shipped with the package

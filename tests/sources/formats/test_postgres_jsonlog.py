@@ -8,9 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from usagewatch.config import SAMPLE_LOG
-
 from tests.helpers.postgres import read_records
+from usagewatch.config import SAMPLE_LOG
 from usagewatch.errors import BadRecord
 from usagewatch.sources.formats import formats
 from usagewatch.sources.formats.postgres_events import RECORD_KEYS
@@ -82,5 +81,5 @@ def test_csvlog_and_jsonlog_of_one_run_parse_to_equal_records() -> None:
     def key(rec: tuple[dict, str]) -> tuple[str, int]:
         return rec[0]["session_id"], rec[0]["session_line"]
 
-    for (j, _), (c, _) in zip(sorted(json_records, key=key), sorted(csv_records, key=key)):
+    for (j, _), (c, _) in zip(sorted(json_records, key=key), sorted(csv_records, key=key), strict=True):
         assert j == c

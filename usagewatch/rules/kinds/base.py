@@ -10,11 +10,12 @@ Window and episode are plain data with ``to_state``/``from_state`` so they survi
 from __future__ import annotations
 
 from collections import Counter, deque
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from typing import Any, ClassVar
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from usagewatch.durations import Duration
 from usagewatch.model import FindingUpdate, NormalizedEvent
 from usagewatch.registry import Registry
 from usagewatch.rules.schema import RuleSpec
@@ -23,7 +24,7 @@ MAX_DISTINCT_KEPT = 10_000  # per value name and episode: bounds memory on runaw
 SAMPLE_VALUES = 5
 
 
-class Params(BaseModel):
+class KindParams(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
@@ -31,9 +32,9 @@ class RuleKind:
     """One rule of one kind. ``observe`` sees every event that passed the rule's filter."""
 
     name: ClassVar[str]
-    Params: ClassVar[type[Params]] = Params
+    Params: ClassVar[type[KindParams]] = KindParams
 
-    def __init__(self, spec: RuleSpec, params: Params):
+    def __init__(self, spec: RuleSpec, params: KindParams):
         self.spec = spec
         self.params = params
 
@@ -168,6 +169,22 @@ def group_value(ne: NormalizedEvent, field: str) -> str:
     return getattr(ne.event, field) or ""
 
 
+class WindowParams(KindParams):
+    """Parameters every counting kind has: how events are grouped, the window, the run threshold."""
+
+    group_by: list[str] = Field(default_factory=lambda: ["user", "fingerprint"])
+    window: Duration = timedelta(hours=1)
+    min_runs: int = Field(default=20, ge=2)
+
+    @field_validator("group_by")
+    @classmethod
+    def _known_fields(cls, v: list[str]) -> list[str]:
+        bad = [f for f in v if f not in GROUP_FIELDS]
+        if bad:
+            raise ValueError(f"cannot group by {bad[0]!r}; choose from {', '.join(GROUP_FIELDS)}")
+        return v
+
+
 class WindowedKind(RuleKind):
     """Shared machinery of kinds that count a key's events in a sliding event-time window.
 
@@ -175,17 +192,20 @@ class WindowedKind(RuleKind):
     pattern holds (``holds``) and how to describe the finding (``describe``).
     """
 
-    window: float  # seconds
+    Params: ClassVar[type[KindParams]] = WindowParams
+    params: WindowParams
 
-    def __init__(self, spec: RuleSpec, params: Params):
+    def __init__(self, spec: RuleSpec, params: WindowParams):  # type: ignore[override]
         super().__init__(spec, params)
+        self.window = params.window.total_seconds()
         self.keys: dict[str, KeyWindow] = {}
         self._dirty: set[str] = set()
         self._gone: set[str] = set()
 
     # hooks --------------------------------------------------------------------------------------
     def key(self, ne: NormalizedEvent) -> str:
-        raise NotImplementedError
+        """The group an event counts in: by default its ``group_by`` fields."""
+        return " ".join(f"{f}={group_value(ne, f)}" for f in self.params.group_by)
 
     def values(self, ne: NormalizedEvent) -> dict[str, str | None]:
         return {}

@@ -8,27 +8,19 @@ knows it, otherwise by its position (``value 2``).
 from __future__ import annotations
 
 import re
-from datetime import timedelta
 
 from pydantic import Field, field_validator, model_validator
 
-from usagewatch.durations import Duration
 from usagewatch.model import FindingUpdate, NormalizedEvent
-from usagewatch.rules.kinds.base import GROUP_FIELDS, KeyWindow, Params, WindowedKind, group_value, kinds
+from usagewatch.rules.kinds.base import KeyWindow, WindowedKind, WindowParams, kinds
 
 
-class VaryingParams(Params):
-    group_by: list[str] = Field(default_factory=lambda: ["user", "fingerprint"])
-    window: Duration = timedelta(hours=1)
-    min_runs: int = Field(default=20, ge=2)
+class VaryingParams(WindowParams):
     min_distinct: int | None = Field(default=None, ge=2, description="Defaults to min_runs.")
 
     @field_validator("group_by")
     @classmethod
-    def _known(cls, v: list[str]) -> list[str]:
-        bad = [f for f in v if f not in GROUP_FIELDS]
-        if bad:
-            raise ValueError(f"cannot group by {bad[0]!r}; choose from {', '.join(GROUP_FIELDS)}")
+    def _needs_fingerprint(cls, v: list[str]) -> list[str]:
         if "fingerprint" not in v:
             raise ValueError("varying_literals needs fingerprint in group_by (values are compared place by place)")
         return v
@@ -68,13 +60,6 @@ def suggest_in_list(normalized_sql: str, column: str, values: list[str]) -> str:
 class VaryingLiterals(WindowedKind):
     Params = VaryingParams
     params: VaryingParams
-
-    def __init__(self, spec, params):  # type: ignore[no-untyped-def]
-        super().__init__(spec, params)
-        self.window = params.window.total_seconds()
-
-    def key(self, ne: NormalizedEvent) -> str:
-        return " ".join(f"{f}={group_value(ne, f)}" for f in self.params.group_by)
 
     def values(self, ne: NormalizedEvent) -> dict[str, str | None]:
         return value_names(ne)

@@ -27,7 +27,7 @@ with ``lc_messages='C'`` (or English); translated logs come out as "not-a-query"
 from __future__ import annotations
 
 from datetime import datetime, timedelta, timezone, tzinfo
-from typing import Any
+from typing import Any, cast
 
 from usagewatch.model import QueryEvent
 from usagewatch.sources.formats.base import Assembler
@@ -246,7 +246,7 @@ class PostgresAssembler(Assembler):
                 return []
             return [self._event(held, ms, position)]
         if rest.startswith("  statement: "):
-            sql, params = rest[13:], ()
+            sql, params = rest[13:], cast(tuple[str | None, ...], ())
         elif rest.startswith("  execute ") and not rest.startswith("  execute fetch from "):
             colon = rest.find(": ", 10)
             if colon < 0:

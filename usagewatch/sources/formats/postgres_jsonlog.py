@@ -16,7 +16,11 @@ from typing import Any
 from usagewatch.errors import BadRecord
 from usagewatch.sources.formats.base import LogFormat, formats
 from usagewatch.sources.formats.postgres_csvlog import frame_lines
-from usagewatch.sources.formats.postgres_events import PostgresAssembler, parse_log_time, to_int
+from usagewatch.sources.formats.postgres_events import (
+    PostgresAssembler,
+    parse_log_time,
+    to_int,
+)
 
 _loads = json.JSONDecoder().decode
 

@@ -18,7 +18,7 @@ import os
 import time
 from collections import Counter
 from dataclasses import dataclass, field, replace
-from typing import Iterator
+from typing import BinaryIO, Iterator
 
 from usagewatch.errors import BadRecord, SourceError
 from usagewatch.model import FileCursor, QueryEvent
@@ -102,17 +102,18 @@ class FileSource:
         self._files.clear()
 
     # --- reading ---------------------------------------------------------------------------------
-    def _track(self, path: str, st: os.stat_result, f: object) -> _Tracked:
-        """The tracked state for ``path``, starting over when the file is not the one we knew."""
+    def _track(self, path: str, st: os.stat_result, f: BinaryIO) -> _Tracked:
+        """The tracked state for ``path``, starting over when the file is not the one we knew
+        (another inode, shorter than our position, or other bytes at its head: inode reuse)."""
         t = self._files.get(path)
-        if t is not None and (t.cursor.dev, t.cursor.inode) == (st.st_dev, st.st_ino) and st.st_size >= t.cursor.offset:
-            return t
-        saved = t.cursor if t is not None else self._saved.pop(path, None)
-        if saved is not None and self._same_file(saved, st, f):
-            cursor = saved
+        known = t.cursor if t is not None else self._saved.pop(path, None)
+        if known is not None and self._same_file(known, st, f):
+            if t is not None:
+                return t
+            cursor = known
         else:
-            if saved is not None:
-                log.info("%s: a different file than the one checkpointed (rotated, replaced or truncated); "
+            if known is not None:
+                log.info("%s: a different file than the one read before (rotated, replaced or truncated); "
                          "reading it from the start", path)
             cursor = FileCursor(self.name, path, st.st_dev, st.st_ino, 0, _head_hash(b""), 0, {})
         assembler = self.format.assembler(self.name)
@@ -123,11 +124,11 @@ class FileSource:
         return t
 
     @staticmethod
-    def _same_file(c: FileCursor, st: os.stat_result, f: object) -> bool:
+    def _same_file(c: FileCursor, st: os.stat_result, f: BinaryIO) -> bool:
         if (c.dev, c.inode) != (st.st_dev, st.st_ino) or st.st_size < c.offset:
             return False
-        f.seek(0)  # type: ignore[attr-defined]
-        return _head_hash(f.read(c.head_len)) == c.head_hash  # type: ignore[attr-defined]
+        f.seek(0)
+        return _head_hash(f.read(c.head_len)) == c.head_hash
 
     def read(self, path: str, at_eof: bool = False) -> Iterator[Chunk]:
         """Chunks of complete records from the file's position to its current end.
@@ -143,6 +144,9 @@ class FileSource:
             raise SourceError(f"cannot read {path}: {exc.strerror or exc}") from None
         with f:
             st = os.fstat(f.fileno())
+            t = self._files.get(path)
+            if t is not None and (t.cursor.dev, t.cursor.inode, t.cursor.offset) == (st.st_dev, st.st_ino, st.st_size):
+                return  # nothing new: the usual case on a rescan, answered without reading
             t = self._track(path, st, f)
             size = st.st_size
             while True:

@@ -95,6 +95,8 @@ class Pipeline:
         s.bytes_read += chunk.bytes_read
         s.new_findings += len(result.new_findings)
         s.updated_findings.update(result.updated_findings)
+        for fid, title in result.new_findings.items():
+            log.info("new finding %d: %s", fid, title)
         if result.new_outbox and self.on_commit:
             self.on_commit(result.new_outbox)
 

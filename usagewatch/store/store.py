@@ -38,7 +38,7 @@ class Batch:
 
 @dataclass
 class CommitResult:
-    new_findings: list[int] = field(default_factory=list)
+    new_findings: dict[int, str] = field(default_factory=dict)  # id -> title
     updated_findings: list[int] = field(default_factory=list)
     new_outbox: int = 0
 
@@ -113,7 +113,7 @@ class Store:
             )).inserted_primary_key[0]  # type: ignore[index]
             conn.execute(outbox.insert().values(
                 finding_id=fid, event="opened", status="pending", attempts=0, next_attempt_at=now, created_at=now))
-            result.new_findings.append(fid)
+            result.new_findings[fid] = u.title
             result.new_outbox += 1
             return
         m = row._mapping

@@ -22,6 +22,7 @@ import subprocess
 import threading
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from email import policy
 from email.message import EmailMessage
@@ -32,6 +33,8 @@ from typing import Any, Literal, cast
 import pytest
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
+
+from tests.helpers.servers import need_server
 
 Stage = Literal["RCPT", "DATA"]
 
@@ -188,24 +191,26 @@ class SmtpServer:
         return AuthResult(success=ok, handled=False, auth_data=login if ok else None)
 
 
-@pytest.fixture
-def smtp_server() -> Iterator[SmtpServer]:
-    server = SmtpServer()
+@contextmanager
+def running(server: SmtpServer) -> Iterator[SmtpServer]:
+    """``server`` started for the block, stopped after it whatever happens."""
     server.start()
     try:
         yield server
     finally:
         server.stop()
+
+
+@pytest.fixture
+def smtp_server() -> Iterator[SmtpServer]:
+    with running(SmtpServer()) as server:
+        yield server
 
 
 @pytest.fixture
 def smtp_auth_server() -> Iterator[SmtpServer]:
-    server = SmtpServer(credentials=("usagewatch", "correct horse battery staple"))
-    server.start()
-    try:
+    with running(SmtpServer(credentials=("usagewatch", "correct horse battery staple"))) as server:
         yield server
-    finally:
-        server.stop()
 
 
 @dataclass(frozen=True)
@@ -220,7 +225,7 @@ def smtp_tls_material(tmp_path_factory: pytest.TempPathFactory) -> TlsMaterial:
     """A throwaway CA and a server certificate for 127.0.0.1/localhost signed by it (openssl CLI)."""
     openssl = shutil.which("openssl")
     if openssl is None:
-        pytest.skip("the openssl command is needed to make test certificates")
+        need_server("the openssl command is needed to make test certificates")
     d = tmp_path_factory.mktemp("smtp-tls")
 
     def run(*args: str) -> None:
@@ -249,12 +254,8 @@ def smtp_tls_server(smtp_tls_material: TlsMaterial) -> Iterator[SmtpServer]:
 
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     context.load_cert_chain(smtp_tls_material.cert_file, smtp_tls_material.key_file)
-    server = SmtpServer(starttls_context=context, ca_file=str(smtp_tls_material.ca_file))
-    server.start()
-    try:
+    with running(SmtpServer(starttls_context=context, ca_file=str(smtp_tls_material.ca_file))) as server:
         yield server
-    finally:
-        server.stop()
 
 
 @pytest.fixture

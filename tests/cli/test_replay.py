@@ -7,9 +7,9 @@ import shutil
 
 from click.testing import CliRunner
 
+from tests.helpers.configs import write_config
 from usagewatch.cli import cli
 from usagewatch.config import SAMPLE_LOG
-from tests.helpers.configs import write_config
 
 
 def test_replay_of_a_jsonlog_path_infers_the_format(tmp_path):

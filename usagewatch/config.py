@@ -48,16 +48,8 @@ class SourceConfig(_Strict):
     @classmethod
     def _known_format(cls, v: str) -> str:
         if v not in formats:
-            raise ValueError(_format_error(v))
+            raise ValueError(formats.unknown(v))
         return v
-
-
-def _format_error(name: str) -> str:
-    try:
-        formats.get(name)
-    except KeyError as exc:
-        return str(exc.args[0])
-    return ""
 
 
 class EmailConfig(_Strict):

@@ -73,6 +73,9 @@ class Daemon:
             except UsagewatchError as exc:
                 log.error("sender: %s", exc)
                 nxt = None
+            except Exception:  # the sender thread must outlive any one notification
+                log.exception("sender: unexpected error; retrying shortly")
+                nxt = None
             timeout = 5.0
             if nxt is not None:
                 timeout = max(0.05, min(timeout, (nxt - datetime.now(timezone.utc)).total_seconds()))

@@ -37,12 +37,16 @@ class Registry(Generic[T]):
     def names(self) -> list[str]:
         return sorted(self._items)
 
+    def unknown(self, name: str) -> str:
+        """The error sentence for a name that is not registered, with "Did you mean ...?"."""
+        return f'unknown {self.what} "{name}".' + did_you_mean(name, self.names())
+
     def get(self, name: str) -> type[T]:
         """The class registered as ``name``; KeyError with a did-you-mean message otherwise."""
         try:
             return self._items[name]
         except KeyError:
-            raise KeyError(f'unknown {self.what} "{name}".' + did_you_mean(name, self.names())) from None
+            raise KeyError(self.unknown(name)) from None
 
     def __contains__(self, name: object) -> bool:
         return name in self._items

@@ -11,13 +11,22 @@ from __future__ import annotations
 import os
 from datetime import timedelta
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from usagewatch.durations import Duration
 from usagewatch.errors import ConfigError
-from usagewatch.sources.formats import formats
+from usagewatch.sources.formats import FormatOptions, LogFormat, formats
 from usagewatch.validation import problems_from
 from usagewatch.yamlload import Located, load_file, load_text
 
@@ -37,12 +46,64 @@ class _Strict(BaseModel):
 
 
 class SourceConfig(_Strict):
-    """One log source: files matched by glob patterns, all in one format."""
+    """One source of query events: log files matched by glob patterns (``type: file``), or a
+    query-history table polled over SQL (``type: query``); either way in one ``format``."""
 
     name: str = Field(description="Name shown in summaries and stored with checkpoints.")
+    type: Literal["file", "query"] = "file"
     format: str = Field(description="Log format, e.g. postgres-csvlog or postgres-jsonlog.")
-    paths: list[str] = Field(min_length=1, description="Glob patterns of the log files.")
+    options: dict[str, Any] = Field(default_factory=dict, description="Settings of the format (see docs/sources.md).")
+    # type: file
+    paths: list[str] = Field(default_factory=list, description="Glob patterns of the log files.")
     exclude: list[str] = Field(default_factory=list, description="Glob patterns never read.")
+    # type: query
+    url: str | None = Field(default=None, description="SQLAlchemy URL of the database holding the history.")
+    url_env: str | None = Field(default=None, description="Environment variable holding that URL (with a password).")
+    table: str | None = Field(default=None, description="History table or view to read (or give query).")
+    query: str | None = Field(default=None, description="SQL returning history rows; :cursor is the last value read.")
+    cursor: str | None = Field(default=None, description="Column that only grows (timestamp or id): read past it.")
+    interval: Duration = Field(default=timedelta(seconds=30), description="How often to poll.")
+    batch_rows: int = Field(default=5000, gt=0, description="Rows read per query and transaction, at most.")
+
+    _format_options: FormatOptions | None = PrivateAttr(default=None)
+
+    @field_validator("paths")
+    @classmethod
+    def _paths_for_files(cls, v: list[str], info: ValidationInfo) -> list[str]:
+        if info.data.get("type", "file") == "file" and not v:
+            raise ValueError("a file source needs at least one glob pattern")
+        return v
+
+    @model_validator(mode="after")
+    def _by_type(self) -> SourceConfig:
+        if self.type == "file":
+            extra = [k for k in ("url", "url_env", "table", "query", "cursor") if getattr(self, k)]
+            if extra:
+                raise ValueError(f'source "{self.name}": {extra[0]} is only for sources of type: query')
+        else:
+            if not (self.url or self.url_env):
+                raise ValueError(f'source "{self.name}": a query source needs url or url_env')
+            if not (self.table or self.query) or (self.table and self.query):
+                raise ValueError(f'source "{self.name}": a query source needs exactly one of table or query')
+            if not self.cursor:
+                raise ValueError(f'source "{self.name}": a query source needs cursor (a column that only grows)')
+            if self.paths:
+                raise ValueError(f'source "{self.name}": paths are only for sources of type: file')
+        return self
+
+    def database_url(self) -> str:
+        """The polled database's URL; from the environment when ``url_env`` is given."""
+        if self.url_env:
+            value = os.environ.get(self.url_env)
+            if value is None:
+                raise ConfigError(f"the environment variable {self.url_env} (source {self.name}, url_env) is not set.")
+            return value
+        assert self.url is not None
+        return self.url
+
+    def make_format(self) -> LogFormat:
+        """The format object, built with its validated options."""
+        return formats.get(self.format)(self._format_options)
 
     @field_validator("format")
     @classmethod
@@ -146,10 +207,21 @@ def from_document(doc: Located, base: Path) -> Config:
         cfg = Config.model_validate(data)
     except ValidationError as exc:
         raise ConfigError(problems_from(exc, doc, Config)) from None
+    problems = []
+    for i, s in enumerate(cfg.sources):
+        options_model = formats.get(s.format).Options
+        try:
+            s._format_options = options_model.model_validate(s.options)
+        except ValidationError as exc:
+            problems.extend(problems_from(exc, doc, options_model, ("sources", i, "options")))
+    if problems:
+        raise ConfigError(problems)
     cfg.path = doc.path
     cfg.database = _resolve_sqlite(base, cfg.database)
     cfg.rules = [_resolve(base, r) for r in cfg.rules]
     for s in cfg.sources:
+        if s.url:
+            s.url = _resolve_sqlite(base, s.url)
         s.paths = [_resolve(base, p) for p in s.paths]
         s.exclude = [_resolve(base, p) for p in s.exclude]
     return cfg

@@ -18,7 +18,9 @@ class QueryEvent:
     ``ts`` is timezone-aware (the query's own timestamp; all windows use it, never the wall clock).
     ``params`` are bind values in order ($1, $2, ...; None for NULL): they are the query's literal
     values when the client used the extended protocol. ``position`` says where in which file the
-    record that completed this event ended ("path:offset"), for evidence.
+    record that completed this event ended ("path:offset"), for evidence. ``query_id``, ``rows``,
+    ``bytes_scanned`` and ``warehouse`` are filled by the sources that know them (query-history
+    exports of Snowflake, BigQuery, ...).
     """
 
     source: str
@@ -35,6 +37,10 @@ class QueryEvent:
     error_message: str | None = None
     dialect: str = "postgres"
     position: str = ""
+    query_id: str | None = None
+    rows: int | None = None
+    bytes_scanned: int | None = None
+    warehouse: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -17,8 +17,8 @@ from usagewatch.config import Config, SourceConfig
 from usagewatch.model import NormalizedEvent
 from usagewatch.normalize import Normalizer
 from usagewatch.rules import RuleEngine, load_rules
+from usagewatch.sources import Source
 from usagewatch.sources.files import Chunk, FileSource
-from usagewatch.sources.formats import formats
 from usagewatch.store import Batch, Store
 
 log = logging.getLogger(__name__)
@@ -45,12 +45,18 @@ class Stats:
                 f"(token fingerprint), {sum(self.skipped.values()):,} non-query records skipped")
 
 
-def make_source(sc: SourceConfig, batch_bytes: int) -> FileSource:
-    return FileSource(sc.name, formats.get(sc.format)(), sc.paths, sc.exclude, batch_bytes)
+def make_source(sc: SourceConfig, batch_bytes: int) -> Source:
+    """The reader for one configured source."""
+    if sc.type == "query":
+        from usagewatch.sources.polled import PolledSource
+
+        return PolledSource(sc.name, sc.make_format(), sc.database_url(), table=sc.table, query=sc.query,
+                            cursor=sc.cursor or "", interval=sc.interval.total_seconds(), batch_rows=sc.batch_rows)
+    return FileSource(sc.name, sc.make_format(), sc.paths, sc.exclude, batch_bytes)
 
 
 class Pipeline:
-    def __init__(self, config: Config, store: Store, sources: list[FileSource] | None = None,
+    def __init__(self, config: Config, store: Store, sources: list[Source] | None = None,
                  on_commit: Callable[[int], None] | None = None):
         self.config = config
         self.store = store

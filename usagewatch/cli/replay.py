@@ -12,6 +12,7 @@ from usagewatch.cli import cli, config_option, load_config
 from usagewatch.config import Config
 from usagewatch.errors import UsagewatchError
 from usagewatch.pipeline import Pipeline, Stats, make_source
+from usagewatch.sources import Source
 from usagewatch.sources.files import FileSource
 from usagewatch.sources.formats import formats
 from usagewatch.store import Store
@@ -19,20 +20,20 @@ from usagewatch.store import Store
 EXTENSION_FORMATS = {".csv": "postgres-csvlog", ".json": "postgres-jsonlog", ".jsonl": "postgres-jsonlog"}
 
 
-def sources_for(cfg: Config, paths: tuple[str, ...], fmt: str | None) -> list[FileSource]:
+def sources_for(cfg: Config, paths: tuple[str, ...], fmt: str | None) -> list[Source]:
     """The configured sources, or, when paths are given, one source per path: the configured source
     whose globs match it (so its checkpoint is shared with the daemon), else an ad-hoc one."""
     batch = cfg.follow.batch_bytes
     if not paths:
         return [make_source(s, batch) for s in cfg.sources]
-    out = []
+    out: list[Source] = []
     for p in paths:
         full = os.path.abspath(p)
         if not os.path.exists(full):
             raise UsagewatchError(f"{p}: no such file.")
-        match = next((s for s in cfg.sources if any(fnmatch.fnmatch(full, g) for g in s.paths)), None)
+        match = next((s for s in cfg.sources if s.type == "file" and any(fnmatch.fnmatch(full, g) for g in s.paths)), None)
         if match is not None and fmt is None:
-            out.append(FileSource(match.name, formats.get(match.format)(), [full], [], batch))
+            out.append(FileSource(match.name, match.make_format(), [full], [], batch))
             continue
         name = fmt or EXTENSION_FORMATS.get(os.path.splitext(p)[1].lower())
         if name is None:

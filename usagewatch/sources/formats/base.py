@@ -11,6 +11,8 @@ from __future__ import annotations
 from collections import Counter
 from typing import Any, ClassVar
 
+from pydantic import BaseModel, ConfigDict
+
 from usagewatch.model import QueryEvent
 from usagewatch.registry import Registry
 
@@ -46,11 +48,26 @@ class Assembler:
         raise NotImplementedError
 
 
+class FormatOptions(BaseModel):
+    """Format-specific settings under a source's ``options:`` key; a format that needs some
+    (``log_line_prefix``, a field mapping) subclasses this and sets ``LogFormat.Options``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
 class LogFormat:
-    """One log format. Subclasses are registered by name with ``@formats.register("name")``."""
+    """One log format. Subclasses are registered by name with ``@formats.register("name")``.
+
+    A format is constructed with its validated options (``Options``); formats without options
+    accept being constructed with none.
+    """
 
     name: ClassVar[str]
     dialect: ClassVar[str] = "postgres"
+    Options: ClassVar[type[FormatOptions]] = FormatOptions
+
+    def __init__(self, options: FormatOptions | None = None) -> None:
+        self.options = options if options is not None else self.Options()
 
     def frame(self, data: bytes, at_eof: bool) -> list[int]:
         """End offsets (relative to ``data``) of the complete records at the start of ``data``.

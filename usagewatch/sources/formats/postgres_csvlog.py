@@ -19,7 +19,7 @@ from collections import Counter
 from typing import Any
 
 from usagewatch.errors import BadRecord
-from usagewatch.sources.formats.base import LogFormat, formats
+from usagewatch.sources.formats.base import FormatOptions, LogFormat, formats
 from usagewatch.sources.formats.postgres_events import (
     PostgresAssembler,
     parse_log_time,
@@ -67,7 +67,8 @@ class PostgresCsvlog(LogFormat):
 
     dialect = "postgres"
 
-    def __init__(self) -> None:
+    def __init__(self, options: FormatOptions | None = None) -> None:
+        super().__init__(options)
         self.notes: Counter[str] = Counter()
 
     def frame(self, data: bytes, at_eof: bool) -> list[int]:

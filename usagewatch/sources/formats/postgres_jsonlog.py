@@ -14,7 +14,7 @@ from collections import Counter
 from typing import Any
 
 from usagewatch.errors import BadRecord
-from usagewatch.sources.formats.base import LogFormat, formats
+from usagewatch.sources.formats.base import FormatOptions, LogFormat, formats
 from usagewatch.sources.formats.postgres_csvlog import frame_lines
 from usagewatch.sources.formats.postgres_events import (
     PostgresAssembler,
@@ -31,7 +31,8 @@ class PostgresJsonlog(LogFormat):
 
     dialect = "postgres"
 
-    def __init__(self) -> None:
+    def __init__(self, options: FormatOptions | None = None) -> None:
+        super().__init__(options)
         self.notes: Counter[str] = Counter()
 
     def frame(self, data: bytes, at_eof: bool) -> list[int]:

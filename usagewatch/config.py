@@ -160,6 +160,9 @@ class FollowConfig(_Strict):
     rescan_interval: Duration = timedelta(seconds=2)
     idle_flush: Duration = timedelta(seconds=2)
     batch_bytes: int = Field(default=4 * 1024 * 1024, gt=0)
+    max_record_bytes: int = Field(default=1024 * 1024, gt=0, description="Longer records are skipped and counted.")
+    close_idle: Duration = Field(default=timedelta(minutes=5),
+                                 description="Close a file idle this long (reopened when it grows).")
 
 
 class Config(_Strict):

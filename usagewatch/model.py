@@ -116,8 +116,9 @@ class FindingUpdate:
 class FileCursor:
     """Where reading of one file stands: its identity and the offset after the last record taken.
 
-    Identity is device+inode plus a hash of the file's first ``head_len`` bytes, so a reused inode
-    or a truncated-and-regrown file is noticed. ``state`` is the format assembler's held-back work
+    Identity is device+inode plus a hash of the file's first ``head_len`` bytes and of the bytes
+    just before ``offset``, so a reused inode or a truncated-and-regrown file is noticed; ``path``
+    is where the file was last seen (it changes when the file is rotated). ``state`` is the format assembler's held-back work
     (e.g. a statement waiting for its duration record). Committed with the findings it produced.
     """
 
@@ -129,3 +130,12 @@ class FileCursor:
     head_hash: str
     offset: int
     state: dict[str, Any] = field(default_factory=dict)
+    mark_hash: str = ""  # hash of the bytes just before ``offset``: catches truncate-and-regrow
+    records: int = 0  # records read from this file so far
+    bad: dict[str, int] = field(default_factory=dict)  # records skipped as malformed, by reason
+    last_ts: str | None = None  # ISO time of the newest query read from it
+
+    @property
+    def key(self) -> str:
+        """What identifies the file across renames: device:inode (a pseudo-path for polled tables)."""
+        return self.path if self.dev == 0 and self.inode == 0 else f"{self.dev}:{self.inode}"

@@ -13,7 +13,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Callable, Iterator
 
-from usagewatch.config import Config, SourceConfig
+from usagewatch.config import Config, FollowConfig, SourceConfig
 from usagewatch.model import NormalizedEvent
 from usagewatch.normalize import Normalizer
 from usagewatch.rules import RuleEngine, load_rules
@@ -45,14 +45,15 @@ class Stats:
                 f"(token fingerprint), {sum(self.skipped.values()):,} non-query records skipped")
 
 
-def make_source(sc: SourceConfig, batch_bytes: int) -> Source:
+def make_source(sc: SourceConfig, follow: FollowConfig) -> Source:
     """The reader for one configured source."""
     if sc.type == "query":
         from usagewatch.sources.polled import PolledSource
 
         return PolledSource(sc.name, sc.make_format(), sc.database_url(), table=sc.table, query=sc.query,
                             cursor=sc.cursor or "", interval=sc.interval.total_seconds(), batch_rows=sc.batch_rows)
-    return FileSource(sc.name, sc.make_format(), sc.paths, sc.exclude, batch_bytes)
+    return FileSource(sc.name, sc.make_format(), sc.paths, sc.exclude, follow.batch_bytes,
+                      follow.max_record_bytes, follow.close_idle.total_seconds())
 
 
 class Pipeline:
@@ -61,7 +62,7 @@ class Pipeline:
         self.config = config
         self.store = store
         self.sources = sources if sources is not None else [
-            make_source(s, config.follow.batch_bytes) for s in config.sources]
+            make_source(s, config.follow) for s in config.sources]
         self.on_commit = on_commit
         self.stats = Stats()
         self._normalizers: dict[str, Normalizer] = {}

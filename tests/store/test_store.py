@@ -76,7 +76,7 @@ def test_checkpoint_and_findings_are_one_transaction(store):
     broken.first_seen = broken.first_seen.replace(tzinfo=None)  # the store refuses naive times
     with pytest.raises(StoreError):
         store.commit(Batch([update(30), broken], [bad_cursor]))
-    assert store.cursors("src")["/logs/a.csv"].offset == 500
+    assert store.cursors("src")["1:2"].offset == 500  # keyed by device:inode, not path
     assert [(f["user"], f["count"]) for f in store.findings()] == [("kim", 20)]
 
 

@@ -23,9 +23,9 @@ EXTENSION_FORMATS = {".csv": "postgres-csvlog", ".json": "postgres-jsonlog", ".j
 def sources_for(cfg: Config, paths: tuple[str, ...], fmt: str | None) -> list[Source]:
     """The configured sources, or, when paths are given, one source per path: the configured source
     whose globs match it (so its checkpoint is shared with the daemon), else an ad-hoc one."""
-    batch = cfg.follow.batch_bytes
+    f = cfg.follow
     if not paths:
-        return [make_source(s, batch) for s in cfg.sources]
+        return [make_source(s, f) for s in cfg.sources]
     out: list[Source] = []
     for p in paths:
         full = os.path.abspath(p)
@@ -33,7 +33,7 @@ def sources_for(cfg: Config, paths: tuple[str, ...], fmt: str | None) -> list[So
             raise UsagewatchError(f"{p}: no such file.")
         match = next((s for s in cfg.sources if s.type == "file" and any(fnmatch.fnmatch(full, g) for g in s.paths)), None)
         if match is not None and fmt is None:
-            out.append(FileSource(match.name, match.make_format(), [full], [], batch))
+            out.append(FileSource(match.name, match.make_format(), [full], [], f.batch_bytes, f.max_record_bytes))
             continue
         name = fmt or EXTENSION_FORMATS.get(os.path.splitext(p)[1].lower())
         if name is None:
@@ -42,7 +42,7 @@ def sources_for(cfg: Config, paths: tuple[str, ...], fmt: str | None) -> list[So
             cls = formats.get(name)
         except KeyError as exc:
             raise UsagewatchError(exc.args[0]) from None
-        out.append(FileSource("replay", cls(), [full], [], batch))
+        out.append(FileSource("replay", cls(), [full], [], f.batch_bytes, f.max_record_bytes))
     return out
 
 

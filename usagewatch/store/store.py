@@ -137,19 +137,23 @@ class Store:
             conn.execute(rule_windows.insert(), rows)
 
     def _save_cursor(self, conn: Connection, c: FileCursor, now: datetime) -> None:
-        values = dict(dev=c.dev, inode=c.inode, head_len=c.head_len, head_hash=c.head_hash,
-                      offset=c.offset, state=c.state, updated_at=now)
+        values = dict(path=c.path, dev=c.dev, inode=c.inode, head_len=c.head_len, head_hash=c.head_hash,
+                      offset=c.offset, state=c.state, mark_hash=c.mark_hash, records=c.records, bad=c.bad,
+                      last_ts=c.last_ts, updated_at=now)
         done = conn.execute(checkpoints.update().where(
-            checkpoints.c.source == c.source, checkpoints.c.path == c.path).values(**values)).rowcount
+            checkpoints.c.source == c.source, checkpoints.c.key == c.key).values(**values)).rowcount
         if not done:
-            conn.execute(checkpoints.insert().values(source=c.source, path=c.path, **values))
+            conn.execute(checkpoints.insert().values(source=c.source, key=c.key, **values))
 
     # --- reading state back at start ---------------------------------------------------------------
     def cursors(self, source: str) -> dict[str, FileCursor]:
+        """The committed cursors of ``source``, keyed by ``FileCursor.key``."""
         with self.engine.connect() as conn:
             rows = conn.execute(sa.select(checkpoints).where(checkpoints.c.source == source)).all()
-        return {r.path: FileCursor(source=r.source, path=r.path, dev=r.dev, inode=r.inode, head_len=r.head_len,
-                                   head_hash=r.head_hash, offset=r.offset, state=dict(r.state or {}))
+        return {r.key: FileCursor(source=r.source, path=r.path, dev=r.dev, inode=r.inode, head_len=r.head_len,
+                                  head_hash=r.head_hash, offset=r.offset, state=dict(r.state or {}),
+                                  mark_hash=r.mark_hash, records=r.records, bad=dict(r.bad or {}),
+                                  last_ts=r.last_ts)
                 for r in rows}
 
     def windows(self) -> Iterator[tuple[str, str, dict[str, Any]]]:

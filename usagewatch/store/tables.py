@@ -101,13 +101,18 @@ Index("outbox_due", outbox.c.status, outbox.c.next_attempt_at)
 checkpoints = Table(
     "checkpoints", metadata,
     Column("source", String(200), primary_key=True),
-    Column("path", Text, primary_key=True),
+    Column("key", String(200), primary_key=True),  # FileCursor.key: device:inode, survives renames
+    Column("path", Text, nullable=False),
     Column("dev", BigInteger, nullable=False),
     Column("inode", BigInteger, nullable=False),
     Column("head_len", Integer, nullable=False),
     Column("head_hash", String(64), nullable=False),
     Column("offset", BigInteger, nullable=False),
     Column("state", JSON, nullable=False),
+    Column("mark_hash", String(64), nullable=False, default=""),
+    Column("records", BigInteger, nullable=False, default=0),
+    Column("bad", JSON, nullable=False),
+    Column("last_ts", String(40)),
     Column("updated_at", UTCDateTime, nullable=False),
 )
 

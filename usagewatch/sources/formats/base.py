@@ -65,6 +65,9 @@ class LogFormat:
     name: ClassVar[str]
     dialect: ClassVar[str] = "postgres"
     Options: ClassVar[type[FormatOptions]] = FormatOptions
+    #: True when a record ends only where the next one starts (stderr, slow logs): the reader then
+    #: frames the last record once the file has been idle, instead of waiting for the next record
+    frame_when_idle: ClassVar[bool] = False
 
     def __init__(self, options: FormatOptions | None = None) -> None:
         self.options = options if options is not None else self.Options()

@@ -82,3 +82,45 @@ def test_daemon_emails_each_finding_once(tmp_path, smtp_server):
                          capture_output=True, text=True, cwd=tmp_path, env=dict(os.environ))
     rows = {line.split()[2]: line.split()[4] for line in out.stdout.splitlines()[1:]}
     assert rows == {"kim": "136", "bi_tool": "40", "dash": "25"}
+
+
+def test_daemon_survives_its_log_directory_being_deleted_and_recreated(tmp_path):
+    import shutil
+
+    from tests.helpers.logwriter import RULES, LogWriter
+    from usagewatch import config
+    from usagewatch.store import Store
+
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    cfg_path = write_config(tmp_path, [{"name": "w", "format": "postgres-csvlog", "paths": [f"{logs}/*.csv"]}],
+                            rules=[str(RULES)], follow={"rescan_interval": "500ms", "idle_flush": "500ms"})
+    cfg = config.load(cfg_path)
+
+    def counted() -> int:
+        store = Store(cfg.database)
+        try:
+            return sum(f["count"] for f in store.findings(rule="count-ids"))
+        finally:
+            store.close()
+
+    def wait_for(n: int) -> int:
+        deadline = time.monotonic() + 20
+        while (got := counted()) < n and time.monotonic() < deadline:
+            time.sleep(0.1)
+        return got
+
+    proc = start_daemon(cfg_path, tmp_path / "daemon.log")
+    try:
+        w = LogWriter(logs / "a.csv")
+        w.emit(30)
+        assert wait_for(30) == 30
+        shutil.rmtree(logs)  # PostgreSQL's log_directory removed and made again
+        logs.mkdir()
+        w.path = logs / "b.csv"
+        w.emit(40)
+        assert wait_for(70) == 70
+        assert stop(proc) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()

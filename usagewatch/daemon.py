@@ -9,6 +9,7 @@ the current batch, commit, and exit.
 from __future__ import annotations
 
 import logging
+import os
 import signal
 import threading
 import time
@@ -17,7 +18,7 @@ from types import FrameType
 
 from watchdog.events import FileSystemEvent, FileSystemEventHandler
 from watchdog.observers import Observer
-from watchdog.observers.api import BaseObserver
+from watchdog.observers.api import BaseObserver, ObservedWatch
 
 from usagewatch.config import Config
 from usagewatch.errors import StoreError, UsagewatchError
@@ -49,20 +50,55 @@ class Daemon:
         channel = smtp_channel(config.notify)
         self.sender = Sender(self.store, channel, config.notify) if channel else None
         self.observer: BaseObserver | None = None
+        self._watches: dict[str, ObservedWatch] = {}
+        self._unwatchable: set[str] = set()
+        self._warn_if_store_is_new()
+
+    def _warn_if_store_is_new(self) -> None:
+        """A store without read positions while logs exist means everything is read from the start:
+        right for a first run, a surprise after a lost database; either way, say so."""
+        for src in self.pipeline.sources:
+            if self.store.cursors(src.name):
+                continue
+            files = [p for p in src.paths() if not p.startswith("fd:")]
+            if files:
+                log.warning("source %s: no saved read positions in the store (first run, or a new database?); "
+                            "reading %d file(s) from their start", src.name, len(files))
 
     # --- threads ---------------------------------------------------------------------------------
     def _start_observer(self) -> None:
         try:
-            observer = Observer()
-            handler = _Wake(self.wake)
-            for src in self.pipeline.sources:
-                for d in src.directories():
-                    observer.schedule(handler, d, recursive=False)
-            observer.daemon = True
-            observer.start()
-            self.observer = observer
-        except OSError as exc:  # inotify limits, missing directories: rescans still find everything
+            self.observer = Observer()
+            self.observer.daemon = True
+            self.observer.start()
+        except OSError as exc:  # no inotify at all: rescans still find everything
             log.warning("file events unavailable (%s); following by periodic rescan only", exc)
+            self.observer = None
+        self._ensure_watches()
+
+    def _ensure_watches(self) -> None:
+        """Watch every source directory that exists; re-watch one that was deleted and recreated
+        (watchdog stops a watch whose directory goes away). Cheap; runs every loop."""
+        if self.observer is None:
+            return
+        alive = {e.watch.path for e in self.observer.emitters if e.is_alive()}
+        for src in self.pipeline.sources:
+            for d in src.directories():
+                watch = self._watches.get(d)
+                if watch is not None and d in alive:
+                    continue
+                if watch is not None:
+                    self.observer.unschedule(watch)
+                    del self._watches[d]
+                if not os.path.isdir(d):
+                    continue
+                try:
+                    self._watches[d] = self.observer.schedule(_Wake(self.wake), d, recursive=False)
+                    self._unwatchable.discard(d)
+                except OSError as exc:  # inotify watch/instance limits, network file systems
+                    if d not in self._unwatchable:
+                        self._unwatchable.add(d)
+                        log.warning("%s: cannot watch for changes (%s); following it by periodic rescan", d, exc)
 
     def _send_loop(self) -> None:
         assert self.sender is not None
@@ -97,8 +133,9 @@ class Daemon:
         log.info("following %d sources", len(self.pipeline.sources))
         while not self.stop.is_set():
             self.wake.clear()
+            self._ensure_watches()
             try:
-                n = self.pipeline.poll(at_eof=False, stop=self.stop)
+                n = self.pipeline.poll(at_eof=False, stop=self.stop, keep_going=True)
                 self.pipeline.flush_idle(idle)
             except StoreError as exc:
                 log.error("%s; reloading state from the store and retrying", exc)

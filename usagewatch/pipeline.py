@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Callable, Iterator
 
 from usagewatch.config import Config, FollowConfig, SourceConfig
+from usagewatch.errors import SourceError
 from usagewatch.model import NormalizedEvent
 from usagewatch.normalize import Normalizer
 from usagewatch.rules import RuleEngine, load_rules
@@ -37,6 +38,7 @@ class Stats:
     new_findings: int = 0
     updated_findings: set[int] = field(default_factory=set)
     bytes_read: int = 0
+    source_errors: int = 0
 
     def summary(self) -> str:
         return (f"{len(self.files)} files, {self.records:,} records, {self.queries:,} queries, "
@@ -107,16 +109,24 @@ class Pipeline:
         if result.new_outbox and self.on_commit:
             self.on_commit(result.new_outbox)
 
-    def chunks(self, at_eof: bool) -> Iterator[Chunk]:
+    def chunks(self, at_eof: bool, keep_going: bool = False) -> Iterator[Chunk]:
+        """Every source's new chunks. With ``keep_going`` (the daemon) a source that fails (a polled
+        database down) is logged and skipped until the next round; otherwise the error ends the run."""
         for src in self.sources:
-            for path in src.paths():
-                yield from src.read(path, at_eof=at_eof)
+            try:
+                for path in src.paths():
+                    yield from src.read(path, at_eof=at_eof)
+            except SourceError as exc:
+                if not keep_going:
+                    raise
+                self.stats.source_errors += 1
+                log.error("%s; retrying on the next round", exc)
 
-    def poll(self, at_eof: bool = False, stop: threading.Event | None = None) -> int:
+    def poll(self, at_eof: bool = False, stop: threading.Event | None = None, keep_going: bool = False) -> int:
         """Read every source's new complete records and commit them; returns records processed.
         ``stop`` is checked between chunks, so a shutdown waits for one batch at most."""
         n = 0
-        for chunk in self.chunks(at_eof):
+        for chunk in self.chunks(at_eof, keep_going):
             self.step(chunk)
             n += chunk.records
             if stop is not None and stop.is_set():

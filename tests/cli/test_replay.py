@@ -27,8 +27,8 @@ def test_unknown_extension_asks_for_format(tmp_path):
     shutil.copy(SAMPLE_LOG, log)
     r = CliRunner().invoke(cli, ["replay", "--config", str(cfg), str(log)])
     assert r.exit_code == 1
-    assert r.stderr == (f"Error: {log}: cannot tell its log format; pass --format "
-                        "(one of postgres-csvlog, postgres-jsonlog).\n")
+    assert r.stderr.startswith(f"Error: {log}: cannot tell its log format; pass --format (one of ")
+    assert "postgres-csvlog, postgres-jsonlog" in r.stderr
     r = CliRunner().invoke(cli, ["replay", "--config", str(cfg), "--format", "postgres-csvlogg", str(log)])
     assert r.stderr == 'Error: unknown log format "postgres-csvlogg". Did you mean "postgres-csvlog"?\n'
     r = CliRunner().invoke(cli, ["replay", "--config", str(cfg), "--format", "postgres-csvlog", str(log)])

@@ -94,3 +94,13 @@ def test_outbox_backoff_and_dead_letter(store):
 def test_bad_database_url_is_a_clear_error(tmp_path):
     with pytest.raises(StoreError, match="cannot open the database"):
         Store(f"sqlite:///{tmp_path}/no/such/dir/uw.db")
+
+
+def test_a_store_of_another_schema_version_is_refused_clearly(tmp_path):
+    url = f"sqlite:///{tmp_path}/old.db"
+    s = Store(url)
+    with s.engine.begin() as conn:
+        conn.execute(sa.text("UPDATE usagewatch_meta SET value = '1' WHERE name = 'schema_version'"))
+    s.close()
+    with pytest.raises(StoreError, match=r"written by another version of usagewatch \(schema 1, this version needs 2\)"):
+        Store(url)

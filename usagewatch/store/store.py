@@ -15,8 +15,10 @@ from usagewatch.errors import StoreError
 from usagewatch.model import FileCursor, FindingUpdate
 from usagewatch.store.tables import (
     ACTIVE_STATUSES,
+    SCHEMA_VERSION,
     checkpoints,
     findings,
+    meta,
     metadata,
     outbox,
     rule_windows,
@@ -66,11 +68,33 @@ class Store:
             self.engine: Engine = sa.create_engine(url, future=True)
             if self.engine.dialect.name == "sqlite":
                 sa.event.listen(self.engine, "connect", _sqlite_pragmas)
-            metadata.create_all(self.engine)
+            self._check_schema()
+        except StoreError:
+            raise
         except SQLAlchemyError as exc:
             raise StoreError(f"cannot open the database {_safe_url(url)}: {exc.__class__.__name__}: {exc.orig if hasattr(exc, 'orig') else exc}") from None
         except Exception as exc:  # bad URL, missing driver
             raise StoreError(f"cannot open the database {_safe_url(url)}: {exc}") from None
+
+    def _check_schema(self) -> None:
+        """Create the tables in an empty database; refuse one written by another schema version
+        (until migrations exist, reading it would fail later with a far less clear error)."""
+        existing = set(sa.inspect(self.engine).get_table_names())
+        if not existing:
+            metadata.create_all(self.engine)
+            with self.engine.begin() as conn:
+                conn.execute(meta.insert().values(name="schema_version", value=str(SCHEMA_VERSION)))
+            return
+        version = None
+        if meta.name in existing:
+            with self.engine.connect() as conn:
+                version = conn.execute(sa.select(meta.c.value).where(meta.c.name == "schema_version")).scalar()
+        if version != str(SCHEMA_VERSION):
+            raise StoreError(
+                f"the database {_safe_url(self.url)} was written by another version of usagewatch "
+                f"(schema {version or 1}, this version needs {SCHEMA_VERSION}) and cannot be upgraded in place yet; "
+                "move it aside to start a new one (positions are then re-read from the start of each log)")
+        metadata.create_all(self.engine)  # tables added without a version change (none so far)
 
     def close(self) -> None:
         self.engine.dispose()

@@ -116,6 +116,15 @@ checkpoints = Table(
     Column("updated_at", UTCDateTime, nullable=False),
 )
 
+#: bumped whenever a table changes; a store of another version is refused with a clear message
+SCHEMA_VERSION = 2
+
+meta = Table(
+    "usagewatch_meta", metadata,
+    Column("name", String(50), primary_key=True),
+    Column("value", String(200), nullable=False),
+)
+
 rule_windows = Table(
     "rule_windows", metadata,
     Column("rule", String(200), primary_key=True),

@@ -1,8 +1,10 @@
 """A throwaway PostgreSQL cluster for tests: the session fixture ``pg_cluster`` and ``start_cluster``.
 
-The cluster logs the way the product expects production to (``csvlog`` and ``jsonlog`` together,
-``log_statement=all`` plus ``log_min_duration_statement=0``, connections and disconnections), so
-tests read the very records a real PostgreSQL writes instead of hand-made imitations.
+The cluster logs the way the product expects production to (``stderr``, ``csvlog`` and ``jsonlog``
+together, ``log_statement=all`` plus ``log_min_duration_statement=0``, connections and
+disconnections), so tests read the very records a real PostgreSQL writes instead of hand-made
+imitations. The stderr log uses ``STDERR_PREFIX``, a ``log_line_prefix`` that carries everything
+csvlog has that an event needs, so the three logs of one run give equal events.
 
 Why it is built like this:
 
@@ -11,8 +13,8 @@ Why it is built like this:
   still read the log files, so tests read them directly.
 - It listens on 127.0.0.1 on a free port plus a unix socket inside the temp dir, so it never
   clashes with a system PostgreSQL or a parallel test run.
-- ``log_filename`` is a fixed short name with rotation off: with ``csvlog,jsonlog`` PostgreSQL
-  writes ``pg.csv`` and ``pg.json`` next to each other and nothing else.
+- ``log_filename`` is a fixed short name with rotation off: with ``stderr,csvlog,jsonlog``
+  PostgreSQL writes ``pg.log``, ``pg.csv`` and ``pg.json`` next to each other and nothing else.
 - When the binaries are missing or the cluster cannot start, the fixture calls ``need_server``:
   skip locally, fail in CI.
 
@@ -44,10 +46,14 @@ from usagewatch.model import QueryEvent
 
 PG_BIN_DIRS = ("/usr/lib/postgresql/15/bin", "/usr/local/bin", "/usr/bin")
 LOG_BASENAME = "pg"
+LOG_KINDS = {"stderr": ".log", "csvlog": ".csv", "jsonlog": ".json"}
+STDERR_PREFIX = "%m [%p] %q%u@%d %c %l %e %r app=%a "
+"""The test cluster's ``log_line_prefix``: user, database, session, SQLSTATE, client, application."""
 SETTINGS: dict[str, str] = {
     "listen_addresses": "'127.0.0.1'",
     "logging_collector": "on",
-    "log_destination": "'csvlog,jsonlog'",
+    "log_destination": "'stderr,csvlog,jsonlog'",
+    "log_line_prefix": f"'{STDERR_PREFIX}'",
     "log_directory": "'log'",
     "log_filename": f"'{LOG_BASENAME}.log'",
     "log_file_mode": "0640",
@@ -117,9 +123,8 @@ class PgCluster:
         return self.datadir / "log"
 
     def log_files(self, kind: str) -> list[Path]:
-        """The log files of ``kind`` ("csvlog" or "jsonlog"), oldest first."""
-        ext = {"csvlog": ".csv", "jsonlog": ".json"}[kind]
-        return sorted(self.log_dir().glob(f"*{ext}"))
+        """The log files of ``kind`` ("stderr", "csvlog" or "jsonlog"), oldest first."""
+        return sorted(self.log_dir().glob(f"*{LOG_KINDS[kind]}"))
 
     def connect(self, user: str | None = None, dbname: str = "postgres", **kw: Any) -> Any:
         import psycopg
@@ -148,7 +153,7 @@ class PgCluster:
         deadline = time.monotonic() + timeout
         data = needle.encode()
         while True:
-            if all(any(data in p.read_bytes() for p in self.log_files(k)) for k in ("csvlog", "jsonlog")):
+            if all(any(data in p.read_bytes() for p in self.log_files(k)) for k in LOG_KINDS):
                 return
             if time.monotonic() > deadline:
                 raise TimeoutError(f"{needle!r} did not reach the logs within {timeout}s")
@@ -198,15 +203,23 @@ def start_cluster(base: Path | None = None) -> PgCluster:
     return cluster
 
 
-def read_records(format_name: str, data: bytes, chunk: int | None = None,
-                 path: str = "log") -> tuple[list[tuple[dict[str, Any], str]], Counter[str]]:
-    """Frame and parse ``data`` like a reader that gets it ``chunk`` bytes at a time (all at once
-    when None): the (fields, "path:end_offset") of each good record, and BadRecord counts."""
+def make_format(format_name: str, options: dict[str, Any] | None = None) -> Any:
+    """The format ``format_name`` built with ``options`` (validated by its ``Options``)."""
     from usagewatch.sources.formats import (
         formats,  # late: a broken format must not break the plugin
     )
 
-    fmt = formats.get(format_name)()
+    cls = formats.get(format_name)
+    return cls(cls.Options.model_validate(options or {}))
+
+
+def read_records(format_name: str, data: bytes, chunk: int | None = None, path: str = "log",
+                 options: dict[str, Any] | None = None,
+                 ) -> tuple[list[tuple[dict[str, Any], str]], Counter[str]]:
+    """Frame and parse ``data`` like a reader that gets it ``chunk`` bytes at a time (all at once
+    when None): the (fields, "path:end_offset") of each good record, and BadRecord counts.
+    ``options`` are the format's (``log_line_prefix`` for postgres-stderr)."""
+    fmt = make_format(format_name, options)
     records: list[tuple[dict[str, Any], str]] = []
     bad: Counter[str] = Counter()
     size = chunk or max(len(data), 1)
@@ -226,11 +239,9 @@ def read_records(format_name: str, data: bytes, chunk: int | None = None,
 
 
 def assemble(format_name: str, records: list[tuple[dict[str, Any], str]], source: str = "test",
-             flush: bool = True) -> tuple[list[QueryEvent], Any]:
+             flush: bool = True, options: dict[str, Any] | None = None) -> tuple[list[QueryEvent], Any]:
     """Feed records to a fresh assembler of ``format_name``; the events and the assembler."""
-    from usagewatch.sources.formats import formats
-
-    asm = formats.get(format_name)().assembler(source)
+    asm = make_format(format_name, options).assembler(source)
     events = [ev for fields, pos in records for ev in asm.feed(fields, pos)]
     if flush:
         events += asm.flush()

@@ -31,9 +31,9 @@ execution is one QueryEvent; the failures are events with ``error_code`` set. Th
 tests compare the assembler's output with what was actually executed.
 
 ``python -m tests.helpers.workload OUTDIR`` starts a throwaway cluster like the ``pg_cluster``
-fixture, runs the workload, stops the cluster (so every record is written) and copies the logs to
-``OUTDIR/postgresql.csv`` and ``OUTDIR/postgresql.json``. That is how ``usagewatch/samples/`` and
-``tests/data/postgres/`` were made.
+fixture, runs the workload, stops the cluster (so every record is written) and copies the logs of that one run to
+``OUTDIR/postgresql.csv``, ``OUTDIR/postgresql.json`` and ``OUTDIR/postgresql.log`` (stderr, with
+``tests.helpers.postgres.STDERR_PREFIX``). That is how ``usagewatch/samples/`` was made.
 """
 
 from __future__ import annotations
@@ -256,7 +256,8 @@ def main(argv: list[str]) -> int:
     try:
         result = run_workload(cluster)
         cluster.stop()
-        for kind, name in (("csvlog", "postgresql.csv"), ("jsonlog", "postgresql.json")):
+        for kind, name in (("csvlog", "postgresql.csv"), ("jsonlog", "postgresql.json"),
+                           ("stderr", "postgresql.log")):
             (src,) = cluster.log_files(kind)
             shutil.copyfile(src, out / name)
     finally:

@@ -9,7 +9,7 @@ Relative paths are relative to the config file's directory, so a config works fr
 from __future__ import annotations
 
 import os
-from datetime import timedelta
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any, Literal
 
@@ -24,7 +24,7 @@ from pydantic import (
     model_validator,
 )
 
-from usagewatch.durations import Duration
+from usagewatch.durations import Duration, parse_duration
 from usagewatch.errors import ConfigError
 from usagewatch.sources.formats import FormatOptions, LogFormat, formats
 from usagewatch.validation import problems_from
@@ -64,6 +64,10 @@ class SourceConfig(_Strict):
     cursor: str | None = Field(default=None, description="Column that only grows (timestamp or id): read past it.")
     interval: Duration = Field(default=timedelta(seconds=30), description="How often to poll.")
     batch_rows: int = Field(default=5000, gt=0, description="Rows read per query and transaction, at most.")
+    start: str | int | None = Field(
+        default=None, description="Where a query source with no saved cursor begins: a duration back from now "
+        "(7d), a time (2026-01-01T00:00:00Z), a number (an id); default the beginning of the table.")
+    key: str | None = Field(default=None, description="Column identifying a row (query id), for rows that share a cursor value.")
 
     _format_options: FormatOptions | None = PrivateAttr(default=None)
 
@@ -87,6 +91,7 @@ class SourceConfig(_Strict):
                 raise ValueError(f'source "{self.name}": a query source needs exactly one of table or query')
             if not self.cursor:
                 raise ValueError(f'source "{self.name}": a query source needs cursor (a column that only grows)')
+            self.start_value()  # a bad start is an error at load time, not at the first poll
             if self.paths:
                 raise ValueError(f'source "{self.name}": paths are only for sources of type: file')
         return self
@@ -100,6 +105,20 @@ class SourceConfig(_Strict):
             return value
         assert self.url is not None
         return self.url
+
+    def start_value(self) -> Any:
+        """``start`` as a cursor value: a duration means that long before now."""
+        if self.start is None or isinstance(self.start, int):
+            return self.start
+        try:
+            return datetime.now(timezone.utc) - parse_duration(self.start)
+        except ValueError:
+            pass
+        try:
+            return datetime.fromisoformat(self.start.replace("Z", "+00:00"))
+        except ValueError:
+            raise ConfigError(f'source "{self.name}": start {self.start!r} is neither a duration (7d), '
+                              "a time (2026-01-01T00:00:00Z) nor a number") from None
 
     def make_format(self) -> LogFormat:
         """The format object, built with its validated options."""

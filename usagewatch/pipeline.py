@@ -53,7 +53,8 @@ def make_source(sc: SourceConfig, follow: FollowConfig) -> Source:
         from usagewatch.sources.polled import PolledSource
 
         return PolledSource(sc.name, sc.make_format(), sc.database_url(), table=sc.table, query=sc.query,
-                            cursor=sc.cursor or "", interval=sc.interval.total_seconds(), batch_rows=sc.batch_rows)
+                            cursor=sc.cursor or "", interval=sc.interval.total_seconds(), batch_rows=sc.batch_rows,
+                            key=sc.key, start=sc.start_value())
     return FileSource(sc.name, sc.make_format(), sc.paths, sc.exclude, follow.batch_bytes,
                       follow.max_record_bytes, follow.close_idle.total_seconds())
 

@@ -90,3 +90,28 @@ def test_a_restart_resumes_from_the_committed_cursor(tmp_path):
     _, after = read_all(restarted, log, at_eof=True)
     _, whole = read_all(source(log), log, at_eof=True)
     assert len(before) + len(after) == len(whole)
+
+
+def test_a_last_record_that_only_the_next_would_end_is_taken_once_the_file_is_idle(tmp_path):
+    """stderr (and slow-log) records end where the next begins: a quiet server's last statement
+    must still arrive, once, and not again after a restart."""
+    from tests.helpers.postgres import STDERR_PREFIX
+
+    fmt_cls = formats.get("postgres-stderr")
+    fmt = fmt_cls(fmt_cls.Options(log_line_prefix=STDERR_PREFIX))
+    sample = SAMPLE_LOG.with_suffix(".log").read_bytes()
+    log = tmp_path / "pg.log"
+    log.write_bytes(sample)
+    _, whole = read_all(FileSource("t", fmt, [str(log)]), log, at_eof=True)
+
+    src = FileSource("t", fmt, [str(log)])
+    chunks, following = read_all(src, log)  # the daemon's way: no end of file
+    idle = list(src.flush_idle(0.0))
+    got = following + [e for c in idle for e in c.events]
+    strip = lambda evs: [(e.ts, e.user, e.sql, e.params) for e in evs]  # noqa: E731
+    assert strip(got) == strip(whole)
+    cursor = (idle or chunks)[-1].cursor
+    assert cursor.offset == len(sample)
+    again = FileSource("t", fmt, [str(log)])
+    again.load({cursor.key: cursor})
+    assert read_all(again, log)[1] == [] and list(again.flush_idle(0.0)) == []

@@ -7,6 +7,7 @@ import os
 import sys
 
 import click
+from pydantic import ValidationError
 
 from usagewatch.cli import cli, config_option, load_config
 from usagewatch.config import Config
@@ -40,9 +41,13 @@ def sources_for(cfg: Config, paths: tuple[str, ...], fmt: str | None) -> list[So
             raise UsagewatchError(f"{p}: cannot tell its log format; pass --format (one of {', '.join(formats.names())}).")
         try:
             cls = formats.get(name)
+            fmt_obj = cls(cls.Options())
         except KeyError as exc:
             raise UsagewatchError(exc.args[0]) from None
-        out.append(FileSource("replay", cls(), [full], [], f.batch_bytes, f.max_record_bytes))
+        except ValidationError:
+            raise UsagewatchError(f"the {name} format needs options (e.g. a field mapping); "
+                                  "configure a source with them instead of --format") from None
+        out.append(FileSource("replay", fmt_obj, [full], [], f.batch_bytes, f.max_record_bytes))
     return out
 
 
@@ -54,7 +59,7 @@ def replay(cfg: Config, paths: tuple[str, ...] = (), fmt: str | None = None, pro
         if not progress:
             pipeline.poll(at_eof=True)
             return pipeline.stats
-        files = [p for src in pipeline.sources for p in src.paths()]
+        files = [p for src in pipeline.sources for p in src.paths() if os.path.isfile(p)]
         total = sum(os.path.getsize(p) for p in files)
         with click.progressbar(length=total, label="Replaying", file=sys.stderr, show_pos=False,
                                show_percent=True, show_eta=True) as bar:

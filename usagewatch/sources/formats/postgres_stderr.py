@@ -170,6 +170,7 @@ class PostgresStderr(LogFormat):
 
     dialect = "postgres"
     Options = StderrOptions
+    frame_when_idle = True  # a record ends only where the next begins: take the last one when idle
 
     def __init__(self, options: FormatOptions | None = None) -> None:
         super().__init__(options)

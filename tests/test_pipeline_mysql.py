@@ -12,6 +12,8 @@ from tests.helpers.mariadb import mariadb_server, mysql_workload_logs  # noqa: F
 from tests.helpers.mysql_workload import BI_CUSTOMERS, DASH_RUNS, KIM_IDS
 from usagewatch import config
 from usagewatch.cli.replay import replay
+from usagewatch.sources.files import FileSource
+from usagewatch.sources.formats import formats
 from usagewatch.store import Store
 
 EXPECTED = [
@@ -61,3 +63,22 @@ def test_both_shipped_samples_give_the_same_findings(tmp_path):
         cfg_path = write_config(d, [{"name": "maria", "format": fmt, "paths": [str(samples / name)]}])
         replay(config.load(cfg_path))
         assert found(cfg_path) == sorted(EXPECTED)
+
+
+@pytest.mark.parametrize("fmt,log", [("mysql-slow", "slow_log"), ("mysql-general", "general_log")])
+def test_following_takes_the_last_entry_once_the_file_is_idle(mysql_workload_logs, fmt, log):  # noqa: F811
+    """The daemon's way (no end of file): every entry arrives, the last one when the file idles,
+    and a restart from the cursor reads nothing again."""
+    path = str(getattr(mysql_workload_logs, log))
+    strip = lambda evs: [(e.ts, e.user, e.sql, e.session) for e in evs]  # noqa: E731
+    whole = [e for c in FileSource("t", formats.get(fmt)(), [path]).read(path, at_eof=True) for e in c.events]
+    src = FileSource("t", formats.get(fmt)(), [path])
+    chunks = list(src.read(path))
+    following = [e for c in chunks for e in c.events]
+    assert chunks[-1].cursor.offset < Path(path).stat().st_size  # the last entry is held back
+    idle = list(src.flush_idle(0.0))
+    assert strip(following + [e for c in idle for e in c.events]) == strip(whole)
+    cursor = (idle or chunks)[-1].cursor
+    again = FileSource("t", formats.get(fmt)(), [path])
+    again.load({cursor.key: cursor})
+    assert [e for c in again.read(path) for e in c.events] == [] and list(again.flush_idle(0.0)) == []

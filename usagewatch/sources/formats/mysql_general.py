@@ -19,8 +19,8 @@ column), so the assembler carries the last time from line to line and in ``state
 
 Framing: a record starts at a line with the ``[time] id Command`` prefix (the command must be one
 of the server's command names, so a query's own lines do not look like a start) or at a start-up
-banner; it ends where the next one starts, so the last record waits for the next line or
-``at_eof``. One regex ``finditer`` finds the starts.
+banner; it ends where the next one starts, so the last record waits for the next line, ``at_eof``
+or the file going idle (``frame_when_idle``). One regex ``finditer`` finds the starts.
 
 Who ran it: only ``Connect`` names the user, host and database of a thread; ``Init DB`` (and a
 ``USE db`` query) changes the database; ``Quit`` ends the thread. The assembler keeps that thread
@@ -80,6 +80,7 @@ class MysqlGeneral(LogFormat):
 
     dialect = "mysql"
     Options = MysqlOptions
+    frame_when_idle = True  # an entry ends only where the next begins: take the last one when idle
 
     def __init__(self, options: MysqlOptions | None = None) -> None:
         super().__init__(options)

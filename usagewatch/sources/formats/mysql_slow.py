@@ -15,8 +15,8 @@ the most per-execution detail (duration, rows, thread, schema). One entry, as Ma
 Framing: an entry ends only where the next begins, at a ``# Time:`` line or a ``# User@Host:`` line
 that does not directly follow its ``# Time:`` line (entries in the same second have no ``# Time:``),
 or at a start-up banner (see ``mysql_common``). One ``re.finditer`` over the data finds them; the
-last entry is held back until the next header arrives or ``at_eof`` (so a live daemon reports the
-last entry of a quiet server when the next one is written).
+last entry is held back until the next header arrives, ``at_eof``, or the file has been idle
+(``frame_when_idle``: the reader then frames what it has, up to the last newline).
 
 Why the database is kept in the assembler and for the whole FILE, not per thread: the server writes
 ``use db;`` when the statement's database differs from the last one written to the log, by any
@@ -71,6 +71,7 @@ class MysqlSlow(LogFormat):
 
     dialect = "mysql"
     Options = MysqlOptions
+    frame_when_idle = True  # an entry ends only where the next begins: take the last one when idle
 
     def __init__(self, options: MysqlOptions | None = None) -> None:
         super().__init__(options)

@@ -8,7 +8,6 @@ from pathlib import Path
 import pytest
 
 from tests.helpers.configs import write_config
-from tests.helpers.mariadb import mariadb_server, mysql_workload_logs  # noqa: F401  (fixtures)
 from tests.helpers.mysql_workload import BI_CUSTOMERS, DASH_RUNS, KIM_IDS
 from usagewatch import config
 from usagewatch.cli.replay import replay

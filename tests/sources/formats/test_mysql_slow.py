@@ -11,7 +11,6 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers.mariadb import mariadb_server, mysql_workload_logs  # noqa: F401  (fixtures)
 from tests.helpers.mysql_workload import BI_CUSTOMERS, KIM_IDS, expected_runs
 from tests.helpers.postgres import assemble, read_records
 from usagewatch.sources.formats import formats

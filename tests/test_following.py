@@ -24,9 +24,9 @@ from usagewatch.store import Store
 class Harness:
     """One usagewatch 'process' at a time over a config and its store."""
 
-    def __init__(self, tmp_path: Path, patterns: list[str], exclude: list[str] | None = None):
+    def __init__(self, tmp_path: Path, patterns: list[str], exclude: list[str] | None = None, **follow: str):
         src = {"name": "w", "format": "postgres-csvlog", "paths": patterns, "exclude": exclude or []}
-        self.cfg = config.load(write_config(tmp_path, [src], rules=[str(RULES)]))
+        self.cfg = config.load(write_config(tmp_path, [src], rules=[str(RULES)], follow=follow))
         self.start()
 
     def start(self) -> None:
@@ -288,3 +288,36 @@ def test_a_corrupt_store_is_refused_not_silently_replaced(tmp_path, logs):
 
     with pytest.raises(StoreError, match="cannot open the database"):
         Store(h.cfg.database)
+
+
+def test_touch_without_new_bytes_reads_nothing(tmp_path, logs):
+    w = LogWriter(logs / "pg.csv")
+    h = Harness(tmp_path, [f"{logs}/*.csv"])
+    w.emit(30)
+    h.poll()
+    os.utime(w.path, (1, 1))  # mtime changes, size does not
+    h.restart()
+    h.poll()
+    assert h.counted() == (30, 30)
+    assert h.pipeline.stats.records == 0
+
+
+def test_many_files_keep_few_descriptors_open(tmp_path, logs):
+    """Idle files are closed (and reopened by path when they grow): thousands of logs do not
+    exhaust the descriptor limit."""
+    h = Harness(tmp_path, [f"{logs}/*.csv"], close_idle="0s")
+    writers = [LogWriter(logs / f"f{i:03d}.csv") for i in range(300)]
+    next_id = 0
+    for w in writers:
+        w.next_id = next_id
+        w.emit(2)
+        next_id += 2
+    before = len(os.listdir("/proc/self/fd"))
+    h.poll()
+    assert len(os.listdir("/proc/self/fd")) - before < 20
+    for w in writers[::7]:
+        w.next_id = next_id
+        w.emit(1)
+        next_id += 1
+    h.poll()
+    assert h.counted() == (next_id, next_id)

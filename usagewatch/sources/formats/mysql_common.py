@@ -24,7 +24,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import field_validator
 
-from usagewatch.sources.formats.base import FormatOptions
+from usagewatch.sources.formats.base import FormatOptions, LogFormat
 
 UTC = timezone.utc
 
@@ -122,3 +122,17 @@ def ends_before(starts: list[int], size: int, at_eof: bool) -> list[int]:
     if at_eof and last < size:
         ends.append(size)
     return ends
+
+
+class MysqlFormat(LogFormat):
+    """What both MySQL logs share: the dialect, the options, the time parser in the server's zone,
+    and taking the last entry when the file goes idle (an entry ends only where the next begins)."""
+
+    dialect = "mysql"
+    Options = MysqlOptions
+    frame_when_idle = True
+
+    def __init__(self, options: FormatOptions | None = None) -> None:
+        super().__init__(options)
+        tz = self.options.timezone if isinstance(self.options, MysqlOptions) else "UTC"
+        self._time = TimeParser(zone_of(tz))

@@ -43,14 +43,12 @@ from typing import Any
 
 from usagewatch.errors import BadRecord
 from usagewatch.model import QueryEvent
-from usagewatch.sources.formats.base import Assembler, LogFormat, formats
+from usagewatch.sources.formats.base import Assembler, formats
 from usagewatch.sources.formats.mysql_common import (
-    MysqlOptions,
-    TimeParser,
+    MysqlFormat,
     banner_starts,
     ends_before,
     is_banner,
-    zone_of,
 )
 
 COMMANDS: tuple[str, ...] = (
@@ -75,17 +73,8 @@ _STEPS = frozenset(("Prepare", "Close stmt", "Reset stmt", "Long Data", "Fetch")
 
 
 @formats.register("mysql-general")
-class MysqlGeneral(LogFormat):
+class MysqlGeneral(MysqlFormat):
     """MySQL/MariaDB general query log (see the module docstring)."""
-
-    dialect = "mysql"
-    Options = MysqlOptions
-    frame_when_idle = True  # an entry ends only where the next begins: take the last one when idle
-
-    def __init__(self, options: MysqlOptions | None = None) -> None:
-        super().__init__(options)
-        tz = self.options.timezone if isinstance(self.options, MysqlOptions) else "UTC"
-        self._time = TimeParser(zone_of(tz))
 
     def frame(self, data: bytes, at_eof: bool) -> list[int]:
         starts = [m.start() for m in _PREFIX_B.finditer(data)]

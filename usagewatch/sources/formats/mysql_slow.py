@@ -39,15 +39,13 @@ from typing import Any
 
 from usagewatch.errors import BadRecord
 from usagewatch.model import QueryEvent
-from usagewatch.sources.formats.base import Assembler, LogFormat, formats
+from usagewatch.sources.formats.base import Assembler, formats
 from usagewatch.sources.formats.mysql_common import (
     UTC,
-    MysqlOptions,
-    TimeParser,
+    MysqlFormat,
     banner_starts,
     ends_before,
     is_banner,
-    zone_of,
 )
 
 _HEADER_RE = re.compile(rb"\n# (?:(Time): \d|User@Host: )")  # a literal prefix: a fast C scan
@@ -66,17 +64,8 @@ def _int(value: str | None) -> int | None:
 
 
 @formats.register("mysql-slow")
-class MysqlSlow(LogFormat):
+class MysqlSlow(MysqlFormat):
     """MySQL/MariaDB/Percona slow query log (see the module docstring)."""
-
-    dialect = "mysql"
-    Options = MysqlOptions
-    frame_when_idle = True  # an entry ends only where the next begins: take the last one when idle
-
-    def __init__(self, options: MysqlOptions | None = None) -> None:
-        super().__init__(options)
-        tz = self.options.timezone if isinstance(self.options, MysqlOptions) else "UTC"
-        self._time = TimeParser(zone_of(tz))
 
     def frame(self, data: bytes, at_eof: bool) -> list[int]:
         starts: list[int] = []

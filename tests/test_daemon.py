@@ -23,9 +23,16 @@ def start_daemon(cfg: Path, log: Path) -> subprocess.Popen:
                             stdout=log.open("ab"), stderr=subprocess.STDOUT, cwd=cfg.parent)
 
 
-def stop(proc: subprocess.Popen) -> int:
+def stop(proc: subprocess.Popen, log: Path | None = None) -> int:
+    """SIGTERM and the exit code; if it does not stop, its thread stacks (SIGUSR1) in the failure."""
     proc.send_signal(signal.SIGTERM)
-    return proc.wait(timeout=20)
+    try:
+        return proc.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        proc.send_signal(signal.SIGUSR1)
+        time.sleep(1)
+        proc.kill()
+        raise AssertionError("the daemon did not stop on SIGTERM:\n" + (log.read_text()[-6000:] if log else "")) from None
 
 
 def test_daemon_emails_each_finding_once(tmp_path, smtp_server):
@@ -50,7 +57,7 @@ def test_daemon_emails_each_finding_once(tmp_path, smtp_server):
         messages = smtp_server.wait_for(3, timeout=30)
         time.sleep(2.5)  # more rescans and idle flushes: nothing may be sent twice
         assert len(smtp_server.messages) == 3
-        assert stop(proc) == 0
+        assert stop(proc, daemon_log) == 0
     finally:
         if proc.poll() is None:
             proc.kill()
@@ -73,7 +80,7 @@ def test_daemon_emails_each_finding_once(tmp_path, smtp_server):
     proc = start_daemon(cfg, daemon_log)
     try:
         time.sleep(3)
-        assert stop(proc) == 0
+        assert stop(proc, daemon_log) == 0
     finally:
         if proc.poll() is None:
             proc.kill()
@@ -110,7 +117,8 @@ def test_daemon_survives_its_log_directory_being_deleted_and_recreated(tmp_path)
             time.sleep(0.1)
         return got
 
-    proc = start_daemon(cfg_path, tmp_path / "daemon.log")
+    daemon_log = tmp_path / "daemon.log"
+    proc = start_daemon(cfg_path, daemon_log)
     try:
         w = LogWriter(logs / "a.csv")
         w.emit(30)
@@ -120,7 +128,7 @@ def test_daemon_survives_its_log_directory_being_deleted_and_recreated(tmp_path)
         w.path = logs / "b.csv"
         w.emit(40)
         assert wait_for(70) == 70
-        assert stop(proc) == 0
+        assert stop(proc, daemon_log) == 0
     finally:
         if proc.poll() is None:
             proc.kill()

@@ -8,6 +8,7 @@ the current batch, commit, and exit.
 
 from __future__ import annotations
 
+import faulthandler
 import logging
 import os
 import signal
@@ -146,11 +147,13 @@ class Daemon:
                 continue  # more may be waiting: read again before sleeping
             self.wake.wait(min(rescan, idle) if idle > 0 else rescan)
         if self.observer is not None:
-            self.observer.stop()
+            # stopping joins watchdog's reader threads, which can block; they are daemon threads
+            # and die with the process, so never let them hold up a shutdown
+            threading.Thread(target=self.observer.stop, name="observer-stop", daemon=True).start()
         if sender_thread is not None:
             self.outbox_wake.set()
             sender_thread.join(timeout=10)
-        log.info("stopped: %s", self.pipeline.stats.summary())
+        log.info("stopped (signal received): %s", self.pipeline.stats.summary())
 
     def _recover(self) -> None:
         try:
@@ -160,10 +163,11 @@ class Daemon:
 
     def _install_signals(self) -> None:
         def handler(signum: int, frame: FrameType | None) -> None:
-            log.info("signal %d: finishing the current batch and stopping", signum)
+            # only set flags here: logging from a signal handler can deadlock on the logging lock
             self.stop.set()
             self.wake.set()
 
         if threading.current_thread() is threading.main_thread():
             signal.signal(signal.SIGTERM, handler)
             signal.signal(signal.SIGINT, handler)
+            faulthandler.register(signal.SIGUSR1, all_threads=True)  # kill -USR1: where is it stuck?

@@ -72,6 +72,14 @@ class NormalizedQuery:
     tables: tuple[str, ...]
     literals: tuple[Literal, ...]
     parsed: bool = True
+    #: named shape traits computed from the sqlglot tree (select_star, no_where, cartesian_join, ...)
+    traits: frozenset[str] = frozenset()
+    #: sqlglot expression type names present in the tree, lower-case (join, window, subquery, ...)
+    expressions: frozenset[str] = frozenset()
+    #: the number of values in the longest IN (...) list (0 when there is none)
+    in_list_max: int = 0
+    #: tables read without any WHERE condition (for no_where on tables a rule lists as large)
+    unfiltered_tables: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

@@ -22,3 +22,18 @@ def run(user: str, minute: float, value: str | None, *, fingerprint: str = "fp-o
     q = NormalizedQuery(fingerprint=fingerprint, normalized_sql="SELECT * FROM orders WHERE company_id = ?",
                         kind=kind, tables=("orders",), literals=(Literal(0, value, column),))
     return NormalizedEvent(ev, q)
+
+
+def query(user: str, minute: float, *, fingerprint: str = "fp-q", traits: frozenset[str] = frozenset(),
+          tables: tuple[str, ...] = ("orders",), unfiltered: tuple[str, ...] = (), in_list_max: int = 0,
+          expressions: frozenset[str] = frozenset({"select"}), duration_ms: float | None = None,
+          rows: int | None = None, error_code: str | None = None, database: str = "dw",
+          source: str = "test") -> NormalizedEvent:
+    """Any query, described by what the rules look at (shape traits, outcome)."""
+    ev = QueryEvent(source=source, ts=at(minute), sql="SELECT ...", user=user, database=database,
+                    duration_ms=duration_ms, rows=rows, error_code=error_code,
+                    error_message="failed" if error_code else None)
+    q = NormalizedQuery(fingerprint=fingerprint, normalized_sql="SELECT ...", kind="select", tables=tables,
+                        literals=(), traits=traits, expressions=expressions, in_list_max=in_list_max,
+                        unfiltered_tables=unfiltered)
+    return NormalizedEvent(ev, q)

@@ -31,7 +31,7 @@ from usagewatch.yamlload import Located, load_file
 TEMPLATE_VARS = frozenset({
     "rule", "user", "database", "count", "distinct_values", "varying", "column", "sample_values",
     "first_seen", "last_seen", "fingerprint", "normalized_sql", "sample_sql", "suggested_sql",
-    "tables", "window", "severity",
+    "tables", "window", "severity", "traits", "details",
 })
 
 _ENV = jinja2.sandbox.SandboxedEnvironment(undefined=jinja2.StrictUndefined, autoescape=False,
@@ -62,7 +62,8 @@ class Rule:
             "fingerprint": update.fingerprint, "normalized_sql": update.normalized_sql,
             "sample_sql": update.sample_sql, "suggested_sql": update.details.get("suggested_sql", ""),
             "tables": update.details.get("tables", []), "severity": update.severity,
-            "window": _fmt_window(window),
+            "window": _fmt_window(window), "traits": update.details.get("traits", []),
+            "details": update.details,
         }
         update.title = " ".join(self.title.render(ctx).split())
         update.intervention = self.intervention.render(ctx).strip()

@@ -56,6 +56,10 @@ class RuleKind:
     def sweep(self, now: float) -> None:
         """Forget keys whose window drained before ``now`` (event time, epoch seconds)."""
 
+    def explain(self) -> list[dict[str, Any]]:
+        """Per key: how close it is to firing (``rules test --explain``)."""
+        return []
+
 
 kinds: Registry[RuleKind] = Registry("rule kind")
 
@@ -160,12 +164,14 @@ class Episode:
         return ep
 
 
-GROUP_FIELDS = ("user", "database", "fingerprint", "application", "source")
+GROUP_FIELDS = ("user", "database", "fingerprint", "table", "application", "source")
 
 
 def group_value(ne: NormalizedEvent, field: str) -> str:
     if field == "fingerprint":
         return ne.query.fingerprint
+    if field == "table":
+        return ",".join(ne.query.tables)
     return getattr(ne.event, field) or ""
 
 
@@ -179,10 +185,14 @@ class WindowParams(KindParams):
     @field_validator("group_by")
     @classmethod
     def _known_fields(cls, v: list[str]) -> list[str]:
-        bad = [f for f in v if f not in GROUP_FIELDS]
-        if bad:
-            raise ValueError(f"cannot group by {bad[0]!r}; choose from {', '.join(GROUP_FIELDS)}")
-        return v
+        return check_group_fields(v)
+
+
+def check_group_fields(v: list[str]) -> list[str]:
+    bad = [f for f in v if f not in GROUP_FIELDS]
+    if bad:
+        raise ValueError(f"cannot group by {bad[0]!r}; choose from {', '.join(GROUP_FIELDS)}")
+    return v
 
 
 class WindowedKind(RuleKind):
@@ -210,6 +220,14 @@ class WindowedKind(RuleKind):
     def values(self, ne: NormalizedEvent) -> dict[str, str | None]:
         return {}
 
+    def matches(self, ne: NormalizedEvent) -> bool:
+        """Whether the event counts at all (kinds that look at one query's shape or outcome)."""
+        return True
+
+    def progress(self, w: KeyWindow) -> dict[str, Any]:
+        """How far a key is from firing, for ``rules test --explain``: counts against thresholds."""
+        return {"runs": len(w.entries), "min_runs": self.params.min_runs}
+
     def holds(self, w: KeyWindow) -> bool:
         raise NotImplementedError
 
@@ -218,6 +236,8 @@ class WindowedKind(RuleKind):
 
     # machinery ----------------------------------------------------------------------------------
     def observe(self, ne: NormalizedEvent) -> str | None:
+        if not self.matches(ne):
+            return None
         key = self.key(ne)
         w = self.keys.get(key)
         if w is None:
@@ -257,6 +277,9 @@ class WindowedKind(RuleKind):
         )
         self.describe(w, update)
         return update
+
+    def explain(self) -> list[dict[str, Any]]:
+        return [{"key": key, "fired": w.episode is not None, **self.progress(w)} for key, w in self.keys.items()]
 
     def take_dirty(self) -> dict[str, dict[str, Any] | None]:
         out: dict[str, dict[str, Any] | None] = {k: self.keys[k].to_state() for k in self._dirty}

@@ -8,6 +8,7 @@ knows it, otherwise by its position (``value 2``).
 from __future__ import annotations
 
 import re
+from typing import Any
 
 from pydantic import Field, field_validator, model_validator
 
@@ -69,6 +70,11 @@ class VaryingLiterals(WindowedKind):
             return False
         need = self.params.min_distinct or self.params.min_runs
         return any(len(c) >= need for c in w.counts.values())
+
+    def progress(self, w: KeyWindow) -> dict[str, Any]:
+        distinct = max((len(c) for c in w.counts.values()), default=0)
+        return {"runs": len(w.entries), "min_runs": self.params.min_runs,
+                "distinct": distinct, "min_distinct": self.params.min_distinct}
 
     def describe(self, w: KeyWindow, update: FindingUpdate) -> None:
         ep = w.episode

@@ -114,6 +114,7 @@ class FindingUpdate:
     varying: list[str] = field(default_factory=list)
     sample_values: list[str] = field(default_factory=list)
     severity: str = "warning"
+    cooldown: float = 86400.0  # seconds after a resolution before the same key may alert again
     title: str = ""
     intervention: str = ""
     howto: str = ""

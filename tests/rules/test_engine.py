@@ -2,19 +2,18 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 
+from tests.helpers.configs import STORY_RULES
 from tests.helpers.events import run
 from usagewatch.config import stock_rules_dir
 from usagewatch.rules import RuleEngine, load_rules
 
-STOCK = [str(stock_rules_dir())]
+STOCK = stock_rules_dir()
 
 
 def engine() -> RuleEngine:
-    return RuleEngine(load_rules(STOCK))
+    return RuleEngine(load_rules(STORY_RULES))
 
 
 def feed(e: RuleEngine, events):
@@ -82,6 +81,6 @@ def test_filter_excludes_non_select_statements():
     assert feed(engine(), [run("etl", m, str(m), kind="insert") for m in range(30)]) == []
 
 
-@pytest.mark.parametrize("name", sorted(p.name for p in Path(STOCK[0]).glob("*.yaml")))
+@pytest.mark.parametrize("name", sorted(p.name for p in STOCK.glob("*.yaml")))
 def test_stock_rule_files_load(name):
-    assert load_rules([str(Path(STOCK[0]) / name)])
+    assert load_rules([str(STOCK / name)])

@@ -102,5 +102,5 @@ def test_a_store_of_another_schema_version_is_refused_clearly(tmp_path):
     with s.engine.begin() as conn:
         conn.execute(sa.text("UPDATE usagewatch_meta SET value = '1' WHERE name = 'schema_version'"))
     s.close()
-    with pytest.raises(StoreError, match=r"written by another version of usagewatch \(schema 1, this version needs 2\)"):
+    with pytest.raises(StoreError, match=r"written by another version of usagewatch \(schema 1, this version needs \d+\)"):
         Store(url)

@@ -81,3 +81,24 @@ def show_cmd(config_path: str | None, fmt: str, finding_id: int) -> None:
     if f is None:
         raise UsagewatchError(f"there is no finding {finding_id}. `usagewatch findings list` shows them.")
     click.echo(json.dumps(f, indent=2) if fmt == "json" else describe(f))
+
+
+def _transition(config_path: str | None, finding_id: int, status: str) -> None:
+    f = _store(config_path).set_status(finding_id, status)
+    click.echo(f"Finding {f['id']} ({f['rule']}, {f['user']}) is now {f['status']}.")
+
+
+@findings_group.command("ack")
+@config_option
+@click.argument("finding_id", type=int)
+def ack_cmd(config_path: str | None, finding_id: int) -> None:
+    """Acknowledge a finding: someone is on it."""
+    _transition(config_path, finding_id, "acknowledged")
+
+
+@findings_group.command("resolve")
+@config_option
+@click.argument("finding_id", type=int)
+def resolve_cmd(config_path: str | None, finding_id: int) -> None:
+    """Resolve a finding. If the pattern comes back after the rule's cooldown it is reopened."""
+    _transition(config_path, finding_id, "resolved")

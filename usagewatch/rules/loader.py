@@ -68,6 +68,7 @@ class Rule:
         update.title = " ".join(self.title.render(ctx).split())
         update.intervention = self.intervention.render(ctx).strip()
         update.howto = self.spec.howto
+        update.cooldown = self.spec.cooldown.total_seconds()
 
 
 def _fmt_window(window: Any) -> str:

@@ -5,7 +5,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any, Iterator
-from urllib.parse import urljoin
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
@@ -13,8 +12,8 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from usagewatch.errors import StoreError
 from usagewatch.model import FileCursor, FindingUpdate
+from usagewatch.store.lifecycle import CommitResult, apply_update
 from usagewatch.store.tables import (
-    ACTIVE_STATUSES,
     SCHEMA_VERSION,
     checkpoints,
     findings,
@@ -22,6 +21,7 @@ from usagewatch.store.tables import (
     metadata,
     outbox,
     rule_windows,
+    silences,
 )
 
 
@@ -38,13 +38,6 @@ class Batch:
     windows: dict[tuple[str, str], dict[str, Any] | None] = field(default_factory=dict)
 
 
-@dataclass
-class CommitResult:
-    new_findings: dict[int, str] = field(default_factory=dict)  # id -> title
-    updated_findings: list[int] = field(default_factory=list)
-    new_outbox: int = 0
-
-
 def finding_dict(row: Any) -> dict[str, Any]:
     """A finding as the JSON contract shows it (``findings list --format json``)."""
     m = row._mapping if hasattr(row, "_mapping") else row
@@ -57,6 +50,8 @@ def finding_dict(row: Any) -> dict[str, Any]:
         "varying": list(m["varying"] or []), "sample_values": list(m["sample_values"] or []),
         "title": m["title"], "intervention": m["intervention"], "howto": m["howto"],
         "key": m["key"], "details": dict(m["details"] or {}),
+        "resolved_at": m["resolved_at"].isoformat() if m["resolved_at"] else None,
+        "silenced_by": m["silenced_by"],
     }
 
 
@@ -109,46 +104,13 @@ class Store:
         try:
             with self._tx() as conn:
                 for u in batch.updates:
-                    self._apply(conn, u, now, result)
+                    apply_update(conn, u, now, self.howto_base_url, result)
                 self._save_windows(conn, batch.windows)
                 for c in batch.cursors:
                     self._save_cursor(conn, c, now)
         except SQLAlchemyError as exc:
             raise StoreError(f"could not save a batch: {exc}") from None
         return result
-
-    def _apply(self, conn: Connection, u: FindingUpdate, now: datetime, result: CommitResult) -> None:
-        row = conn.execute(
-            sa.select(findings).where(findings.c.rule == u.rule, findings.c.key == u.key,
-                                      findings.c.status.in_(ACTIVE_STATUSES))
-        ).first()
-        fields = {
-            "user": u.user, "database": u.database, "severity": u.severity, "last_seen": u.last_seen,
-            "fingerprint": u.fingerprint, "sample_sql": u.sample_sql, "normalized_sql": u.normalized_sql,
-            "varying": u.varying, "sample_values": u.sample_values, "title": u.title,
-            "intervention": u.intervention, "howto": urljoin(self.howto_base_url, u.howto),
-            "details": u.details, "updated_at": now,
-        }
-        if row is None:
-            fid = conn.execute(findings.insert().values(
-                rule=u.rule, key=u.key, episode=u.episode, status="open", count=u.count,
-                distinct_values=u.distinct_values, base_count=0, base_distinct=0,
-                first_seen=u.first_seen, created_at=now, **fields,
-            )).inserted_primary_key[0]  # type: ignore[index]
-            conn.execute(outbox.insert().values(
-                finding_id=fid, event="opened", status="pending", attempts=0, next_attempt_at=now, created_at=now))
-            result.new_findings[fid] = u.title
-            result.new_outbox += 1
-            return
-        m = row._mapping
-        if m["episode"] == u.episode:
-            base_count, base_distinct = m["base_count"], m["base_distinct"]
-        else:  # the pattern came back while the finding was still open: add the new episode to it
-            base_count, base_distinct = m["count"], m["distinct_values"]
-        conn.execute(findings.update().where(findings.c.id == m["id"]).values(
-            episode=u.episode, base_count=base_count, base_distinct=base_distinct,
-            count=base_count + u.count, distinct_values=base_distinct + u.distinct_values, **fields))
-        result.updated_findings.append(m["id"])
 
     def _save_windows(self, conn: Connection, windows: dict[tuple[str, str], dict[str, Any] | None]) -> None:
         """Replace the state of every window the batch touched (delete + insert, in bulk)."""
@@ -199,6 +161,44 @@ class Store:
         with self.engine.connect() as conn:
             row = conn.execute(sa.select(findings).where(findings.c.id == finding_id)).first()
         return finding_dict(row) if row else None
+
+    def set_status(self, finding_id: int, status: str, now: datetime | None = None) -> dict[str, Any]:
+        """Move a finding to ``status`` (acknowledged, resolved, open); resolving starts its cooldown."""
+        now = now or utcnow()
+        values: dict[str, Any] = {"status": status, "updated_at": now}
+        values["resolved_at"] = now if status == "resolved" else None
+        try:
+            with self._tx() as conn:
+                done = conn.execute(findings.update().where(findings.c.id == finding_id).values(**values)).rowcount
+        except sa.exc.IntegrityError:
+            raise StoreError(f"finding {finding_id} cannot be reopened: another open finding has the same rule and key") from None
+        if not done:
+            raise StoreError(f"there is no finding {finding_id}. `usagewatch findings list` shows them.")
+        found = self.finding(finding_id)
+        assert found is not None
+        return found
+
+    # --- silences ------------------------------------------------------------------------------------
+    def add_silence(self, rule: str, user: str, until: datetime, reason: str, by: str,
+                    now: datetime | None = None) -> int:
+        with self._tx() as conn:
+            return int(conn.execute(silences.insert().values(
+                rule=rule, user=user, reason=reason, created_by=by, created_at=now or utcnow(),
+                expires_at=until)).inserted_primary_key[0])  # type: ignore[index]
+
+    def silences(self, include_expired: bool = False, now: datetime | None = None) -> list[dict[str, Any]]:
+        q = sa.select(silences).order_by(silences.c.id)
+        if not include_expired:
+            q = q.where(silences.c.expires_at > (now or utcnow()))
+        with self.engine.connect() as conn:
+            return [dict(r._mapping) for r in conn.execute(q)]
+
+    def expire_silence(self, silence_id: int, now: datetime | None = None) -> None:
+        with self._tx() as conn:
+            done = conn.execute(silences.update().where(silences.c.id == silence_id)
+                                .values(expires_at=now or utcnow())).rowcount
+        if not done:
+            raise StoreError(f"there is no silence {silence_id}. `usagewatch silence list --all` shows them.")
 
     # --- outbox --------------------------------------------------------------------------------------
     def due_notifications(self, now: datetime, limit: int = 50) -> list[dict[str, Any]]:

@@ -76,7 +76,10 @@ findings = Table(
     Column("details", JSON, nullable=False),
     Column("created_at", UTCDateTime, nullable=False),
     Column("updated_at", UTCDateTime, nullable=False),
+    Column("resolved_at", UTCDateTime),
+    Column("silenced_by", Integer),  # the silence that held back its notification, if any
 )
+Index("findings_rule_key", findings.c.rule, findings.c.key)
 Index(
     "findings_one_open_per_rule_key", findings.c.rule, findings.c.key, unique=True,
     sqlite_where=text("status IN ('open', 'acknowledged')"),
@@ -117,12 +120,23 @@ checkpoints = Table(
 )
 
 #: bumped whenever a table changes; a store of another version is refused with a clear message
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 meta = Table(
     "usagewatch_meta", metadata,
     Column("name", String(50), primary_key=True),
     Column("value", String(200), nullable=False),
+)
+
+silences = Table(
+    "silences", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("rule", String(200), nullable=False),  # glob over rule ids
+    Column("user", String(200), nullable=False),  # glob over users
+    Column("reason", Text, nullable=False),
+    Column("created_by", String(200), nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("expires_at", UTCDateTime, nullable=False),
 )
 
 rule_windows = Table(

@@ -1,0 +1,92 @@
+"""What a finding update does to the stored findings: open, update, reopen after a cooldown, or
+stay quiet; and whether its notification is held back by a silence.
+
+One open finding per rule and key (a partial unique index). When the pattern comes back for a key
+whose finding was resolved, the resolved finding is reopened and notified again once the rule's
+cooldown has passed since the resolution (the new activity's event time against the resolution's
+time); within the cooldown the resolved finding only records the activity, without an alert.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+from urllib.parse import urljoin
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from usagewatch.model import FindingUpdate
+from usagewatch.store.tables import ACTIVE_STATUSES, findings, outbox, silences
+
+
+@dataclass
+class CommitResult:
+    new_findings: dict[int, str] = field(default_factory=dict)  # id -> title (opened or reopened)
+    updated_findings: list[int] = field(default_factory=list)
+    new_outbox: int = 0
+    silenced: list[int] = field(default_factory=list)
+
+
+def active_silence(conn: Connection, rule: str, user: str | None, now: datetime) -> int | None:
+    """The id of an unexpired silence matching this rule and user."""
+    rows = conn.execute(sa.select(silences.c.id, silences.c.rule, silences.c.user)
+                        .where(silences.c.expires_at > now).order_by(silences.c.id)).all()
+    for r in rows:
+        if fnmatch.fnmatchcase(rule, r.rule) and fnmatch.fnmatchcase(user or "", r.user):
+            return int(r.id)
+    return None
+
+
+def _notify(conn: Connection, fid: int, event: str, u: FindingUpdate, now: datetime, result: CommitResult) -> None:
+    silence = active_silence(conn, u.rule, u.user, now)
+    if silence is not None:
+        conn.execute(findings.update().where(findings.c.id == fid).values(silenced_by=silence))
+        result.silenced.append(fid)
+        return
+    conn.execute(outbox.insert().values(finding_id=fid, event=event, status="pending", attempts=0,
+                                        next_attempt_at=now, created_at=now))
+    result.new_outbox += 1
+
+
+def apply_update(conn: Connection, u: FindingUpdate, now: datetime, howto_base: str, result: CommitResult) -> None:
+    fields: dict[str, Any] = {
+        "user": u.user, "database": u.database, "severity": u.severity, "last_seen": u.last_seen,
+        "fingerprint": u.fingerprint, "sample_sql": u.sample_sql, "normalized_sql": u.normalized_sql,
+        "varying": u.varying, "sample_values": u.sample_values, "title": u.title,
+        "intervention": u.intervention, "howto": urljoin(howto_base, u.howto),
+        "details": u.details, "updated_at": now,
+    }
+    same_key = (findings.c.rule == u.rule) & (findings.c.key == u.key)
+    row = conn.execute(sa.select(findings).where(same_key, findings.c.status.in_(ACTIVE_STATUSES))).first()
+    reopen = False
+    if row is None:
+        row = conn.execute(sa.select(findings).where(same_key, findings.c.resolved_at.is_not(None))
+                           .order_by(findings.c.resolved_at.desc()).limit(1)).first()
+        if row is None:
+            fid = conn.execute(findings.insert().values(
+                rule=u.rule, key=u.key, episode=u.episode, status="open", count=u.count,
+                distinct_values=u.distinct_values, base_count=0, base_distinct=0,
+                first_seen=u.first_seen, created_at=now, **fields,
+            )).inserted_primary_key[0]  # type: ignore[index]
+            result.new_findings[fid] = u.title
+            _notify(conn, fid, "opened", u, now, result)
+            return
+        reopen = u.last_seen - row._mapping["resolved_at"] >= timedelta(seconds=u.cooldown)
+    m = row._mapping
+    if m["episode"] == u.episode:
+        base_count, base_distinct = m["base_count"], m["base_distinct"]
+    else:  # the pattern came back: add the new episode to the finding
+        base_count, base_distinct = m["count"], m["distinct_values"]
+    values = dict(episode=u.episode, base_count=base_count, base_distinct=base_distinct,
+                  count=base_count + u.count, distinct_values=base_distinct + u.distinct_values, **fields)
+    if reopen:
+        values.update(status="open", resolved_at=None)
+    conn.execute(findings.update().where(findings.c.id == m["id"]).values(**values))
+    if reopen:
+        result.new_findings[m["id"]] = u.title
+        _notify(conn, m["id"], "reopened", u, now, result)
+    else:
+        result.updated_findings.append(m["id"])

@@ -187,6 +187,8 @@ class FollowConfig(_Strict):
 class Config(_Strict):
     database: str = "sqlite:///usagewatch.db"
     rules: list[str] = Field(default_factory=lambda: [str(stock_rules_dir())])
+    rule_overrides: list[str] = Field(
+        default_factory=list, description="Files of local overrides merged over the rules (see docs/rules.md).")
     sources: list[SourceConfig] = Field(default_factory=list)
     notify: NotifyConfig = Field(default_factory=NotifyConfig)
     follow: FollowConfig = Field(default_factory=FollowConfig)
@@ -241,6 +243,7 @@ def from_document(doc: Located, base: Path) -> Config:
     cfg.path = doc.path
     cfg.database = _resolve_sqlite(base, cfg.database)
     cfg.rules = [_resolve(base, r) for r in cfg.rules]
+    cfg.rule_overrides = [_resolve(base, r) for r in cfg.rule_overrides]
     for s in cfg.sources:
         if s.url:
             s.url = _resolve_sqlite(base, s.url)

@@ -69,7 +69,7 @@ class Pipeline:
         self.on_commit = on_commit
         self.stats = Stats()
         self._normalizers: dict[str, Normalizer] = {}
-        self.engine = RuleEngine(load_rules(config.rules))
+        self.engine = RuleEngine(load_rules(config.rules, config.rule_overrides))
         self.reload_state()
 
     def reload_state(self) -> None:

@@ -11,7 +11,7 @@ from usagewatch.rules import load_rules
 def check(config_path: str | None) -> str:
     """A one-line description of what is valid; raises ConfigError listing every problem."""
     cfg = load_config(config_path)
-    rules = load_rules(cfg.rules)
+    rules = load_rules(cfg.rules, cfg.rule_overrides)
     return f"{cfg.path}: OK ({len(cfg.sources)} sources, {len(rules)} rules: {', '.join(r.id for r in rules)})"
 
 

@@ -23,6 +23,7 @@ from usagewatch.model import FindingUpdate
 from usagewatch.registry import did_you_mean
 from usagewatch.rules.filters import CompiledFilter
 from usagewatch.rules.kinds import RuleKind, kinds
+from usagewatch.rules.overrides import LoadedOverrides, load_overrides
 from usagewatch.rules.schema import RuleSpec
 from usagewatch.validation import problems_from
 from usagewatch.yamlload import Located, load_file
@@ -105,14 +106,20 @@ def _compile(doc: Located, loc: tuple[Any, ...], field: str, text: str, problems
     return _ENV.from_string(text)
 
 
-def _build(doc: Located, data: Any, loc: tuple[Any, ...], problems: list[Problem]) -> Rule | None:
+def _build(doc: Located, data: Any, loc: tuple[Any, ...], problems: list[Problem],
+           overrides: LoadedOverrides) -> Rule | None:
     if not isinstance(data, dict):
         problems.append(doc.problem(loc, "a rule must be a mapping with id, kind, params, title, ..."))
         return None
+    data, used = overrides.apply(str(data.get("id", "")), data)
+    before = len(problems)
     try:
         spec = RuleSpec.model_validate(data)
     except ValidationError as exc:
         problems.extend(problems_from(exc, doc, RuleSpec, loc))
+        spec = None
+    if spec is None:
+        _blame(problems, before, used)
         return None
     params = kind_cls = None
     try:
@@ -125,15 +132,28 @@ def _build(doc: Located, data: Any, loc: tuple[Any, ...], problems: list[Problem
     # templates are checked even when params are wrong: report every problem in one go
     title = _compile(doc, loc, "title", spec.title, problems)
     intervention = _compile(doc, loc, "intervention", spec.intervention, problems)
+    _blame(problems, before, used)
     if kind_cls is None or params is None or title is None or intervention is None:
         return None
     return Rule(spec, kind_cls(spec, params), CompiledFilter(spec.filter), title, intervention,
                 f"{doc.path}:{doc.where(loc)[0] or 1}")
 
 
-def load_rules(paths: list[str]) -> list[Rule]:
-    """Every enabled rule in ``paths`` (files or directories). Raises ConfigError listing all problems."""
+def _blame(problems: list[Problem], since: int, used: list[str]) -> None:
+    """Problems in a rule that overrides changed may be the overrides' doing: say which."""
+    if used:
+        for i in range(since, len(problems)):
+            p = problems[i]
+            problems[i] = Problem(p.path, p.line, p.col, f"{p.message} (with overrides from {', '.join(used)})")
+
+
+def load_rules(paths: list[str], overrides: list[str] | None = None) -> list[Rule]:
+    """Every enabled rule in ``paths`` (files or directories), with the overrides files merged in.
+    Raises ConfigError listing all problems."""
     files, problems = _rule_files(paths)
+    loaded, override_problems = load_overrides(overrides or [])
+    problems.extend(override_problems)
+    all_ids: list[str] = []
     rules: list[Rule] = []
     seen: dict[str, str] = {}
     for f in files:
@@ -148,7 +168,9 @@ def load_rules(paths: list[str]) -> list[Rule]:
         else:
             items = [(data, cast(tuple[Any, ...], ()))]
         for item, loc in items:
-            rule = _build(doc, item, loc, problems)
+            if isinstance(item, dict) and isinstance(item.get("id"), str):
+                all_ids.append(item["id"])
+            rule = _build(doc, item, loc, problems, loaded)
             if rule is None:
                 continue
             if rule.id in seen:
@@ -157,6 +179,7 @@ def load_rules(paths: list[str]) -> list[Rule]:
             seen[rule.id] = rule.source
             if rule.spec.enabled:
                 rules.append(rule)
+    problems.extend(loaded.unmatched(all_ids))
     if problems:
         raise ConfigError(problems)
     return rules

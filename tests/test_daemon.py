@@ -132,3 +132,63 @@ def test_daemon_survives_its_log_directory_being_deleted_and_recreated(tmp_path)
     finally:
         if proc.poll() is None:
             proc.kill()
+
+
+def wait_for_log(log: Path, text: str, after: int = 0, timeout: float = 15) -> str:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        got = log.read_text()[after:]
+        if text in got:
+            return got
+        time.sleep(0.1)
+    raise AssertionError(f"{text!r} not in the daemon log:\n{log.read_text()[-4000:]}")
+
+
+def test_rules_reload_live_and_a_broken_edit_keeps_the_previous_rules(tmp_path):
+    from tests.helpers.logwriter import RULES, LogWriter
+    from usagewatch import config
+    from usagewatch.store import Store
+
+    logs, rules = tmp_path / "logs", tmp_path / "rules"
+    logs.mkdir()
+    rules.mkdir()
+    rule = rules / "count-ids.yaml"
+    rule.write_text(RULES.read_text().replace("min_runs: 2", "min_runs: 1000"))
+    cfg_path = write_config(tmp_path, [{"name": "w", "format": "postgres-csvlog", "paths": [f"{logs}/*.csv"]}],
+                            rules=[str(rules)], follow={"rescan_interval": "300ms", "idle_flush": "300ms"})
+    cfg = config.load(cfg_path)
+
+    def findings() -> list[int]:
+        store = Store(cfg.database)
+        try:
+            return [f["count"] for f in store.findings()]
+        finally:
+            store.close()
+
+    daemon_log = tmp_path / "daemon.log"
+    proc = start_daemon(cfg_path, daemon_log)
+    try:
+        wait_for_log(daemon_log, "following 1 sources")
+        w = LogWriter(logs / "a.csv")
+        w.emit(50)
+        time.sleep(1)
+        assert findings() == []
+        mark = len(daemon_log.read_text())
+        rule.write_text(RULES.read_text().replace("kind: varying_literals", "kind: varying_literal"))
+        got = wait_for_log(daemon_log, "the previous 1 rules stay in force", mark)
+        assert f'{rule}:4:7: unknown rule kind "varying_literal". Did you mean "varying_literals"?' in got
+        mark = len(daemon_log.read_text())
+        rule.write_text(RULES.read_text())  # min_runs: 2 — the matching logic changed: windows start empty
+        wait_for_log(daemon_log, "rules reloaded: 1 in force (changed: count-ids)", mark)
+        w.emit(5)
+        deadline = time.monotonic() + 10
+        while findings() != [5] and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert findings() == [5]
+        mark = len(daemon_log.read_text())
+        proc.send_signal(signal.SIGHUP)
+        wait_for_log(daemon_log, "rules reloaded: 1 in force (no change)", mark)
+        assert stop(proc, daemon_log) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()

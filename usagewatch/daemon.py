@@ -22,22 +22,30 @@ from watchdog.observers import Observer
 from watchdog.observers.api import BaseObserver, ObservedWatch
 
 from usagewatch.config import Config
-from usagewatch.errors import StoreError, UsagewatchError
+from usagewatch.errors import ConfigError, StoreError, UsagewatchError
 from usagewatch.notify.sender import Sender, smtp_channel
 from usagewatch.pipeline import Pipeline
+from usagewatch.rules import load_rules
 from usagewatch.store import Store
 
 log = logging.getLogger(__name__)
 
 
 class _Wake(FileSystemEventHandler):
-    """Only sets a flag: an exception in a watchdog handler would kill its thread."""
+    """Only sets flags: an exception in a watchdog handler would kill its thread. With ``only``
+    (file suffixes), events for other files are ignored (editor swap files in a rule directory)."""
 
-    def __init__(self, flag: threading.Event):
-        self.flag = flag
+    def __init__(self, *flags: threading.Event, only: tuple[str, ...] = ()):
+        self.flags = flags
+        self.only = only
 
     def on_any_event(self, event: FileSystemEvent) -> None:
-        self.flag.set()
+        if self.only:
+            paths = [str(event.src_path), str(getattr(event, "dest_path", "") or "")]
+            if not any(p.endswith(self.only) for p in paths):
+                return
+        for flag in self.flags:
+            flag.set()
 
 
 class Daemon:
@@ -46,6 +54,7 @@ class Daemon:
         self.store = Store(config.database, config.notify.howto_base_url)
         self.stop = threading.Event()
         self.wake = threading.Event()
+        self.reload = threading.Event()  # rule files changed, or SIGHUP
         self.outbox_wake = threading.Event()
         self.pipeline = Pipeline(config, self.store, on_commit=lambda n: self.outbox_wake.set())
         channel = smtp_channel(config.notify)
@@ -83,23 +92,48 @@ class Daemon:
         if self.observer is None:
             return
         alive = {e.watch.path for e in self.observer.emitters if e.is_alive()}
+        for d, handler in self._watch_targets().items():
+            watch = self._watches.get(d)
+            if watch is not None and d in alive:
+                continue
+            if watch is not None:
+                self.observer.unschedule(watch)
+                del self._watches[d]
+            if not os.path.isdir(d):
+                continue
+            try:
+                self._watches[d] = self.observer.schedule(handler, d, recursive=False)
+                self._unwatchable.discard(d)
+            except OSError as exc:  # inotify watch/instance limits, network file systems
+                if d not in self._unwatchable:
+                    self._unwatchable.add(d)
+                    log.warning("%s: cannot watch for changes (%s); following it by periodic rescan", d, exc)
+
+    def _watch_targets(self) -> dict[str, _Wake]:
+        """Directory -> what its changes mean: new log data, or edited rules (live reload)."""
+        targets: dict[str, _Wake] = {}
+        rules = _Wake(self.reload, self.wake, only=(".yaml", ".yml"))
+        for p in [*self.config.rules, *self.config.rule_overrides]:
+            targets[p if os.path.isdir(p) else os.path.dirname(p) or "."] = rules
+        data = _Wake(self.wake)
         for src in self.pipeline.sources:
             for d in src.directories():
-                watch = self._watches.get(d)
-                if watch is not None and d in alive:
-                    continue
-                if watch is not None:
-                    self.observer.unschedule(watch)
-                    del self._watches[d]
-                if not os.path.isdir(d):
-                    continue
-                try:
-                    self._watches[d] = self.observer.schedule(_Wake(self.wake), d, recursive=False)
-                    self._unwatchable.discard(d)
-                except OSError as exc:  # inotify watch/instance limits, network file systems
-                    if d not in self._unwatchable:
-                        self._unwatchable.add(d)
-                        log.warning("%s: cannot watch for changes (%s); following it by periodic rescan", d, exc)
+                targets.setdefault(d, data)
+        return targets
+
+    def _reload_rules(self) -> None:
+        """Load the rules again; on any problem keep the rules in force and say where it is."""
+        try:
+            rules = load_rules(self.config.rules, self.config.rule_overrides)
+        except ConfigError as exc:
+            for p in exc.problems:
+                log.error("%s", p)
+            log.error("the edited rules have %d problem(s); the previous %d rules stay in force",
+                      len(exc.problems), len(self.pipeline.engine.rules))
+            return
+        report = self.pipeline.engine.replace(rules)
+        log.info("rules reloaded: %d in force (%s)", len(rules),
+                 ", ".join(f"{k}: {', '.join(v)}" for k, v in report.items() if v and k != "kept") or "no change")
 
     def _send_loop(self) -> None:
         assert self.sender is not None
@@ -135,6 +169,9 @@ class Daemon:
         while not self.stop.is_set():
             self.wake.clear()
             self._ensure_watches()
+            if self.reload.is_set():
+                self.reload.clear()
+                self._reload_rules()
             try:
                 n = self.pipeline.poll(at_eof=False, stop=self.stop, keep_going=True)
                 self.pipeline.flush_idle(idle)
@@ -167,7 +204,12 @@ class Daemon:
             self.stop.set()
             self.wake.set()
 
+        def hup(signum: int, frame: FrameType | None) -> None:
+            self.reload.set()
+            self.wake.set()
+
         if threading.current_thread() is threading.main_thread():
             signal.signal(signal.SIGTERM, handler)
             signal.signal(signal.SIGINT, handler)
+            signal.signal(signal.SIGHUP, hup)
             faulthandler.register(signal.SIGUSR1, all_threads=True)  # kill -USR1: where is it stuck?

@@ -84,3 +84,34 @@ def test_filter_excludes_non_select_statements():
 @pytest.mark.parametrize("name", sorted(p.name for p in STOCK.glob("*.yaml")))
 def test_stock_rule_files_load(name):
     assert load_rules([str(STOCK / name)])
+
+
+def _rule_file(tmp_path, min_runs: int, title: str = "{{ user }} ran it {{ count }} times") -> str:
+    text = (STOCK / "same-query-different-ids.yaml").read_text()
+    text = text.replace("min_runs: 20", f"min_runs: {min_runs}").replace("min_distinct: 20", f"min_distinct: {min_runs}")
+    f = tmp_path / "r.yaml"
+    f.write_text(text.replace(text[text.index("title: >-"):text.index("intervention:")], f"title: \"{title}\"\n"))
+    return str(f)
+
+
+def test_reload_keeps_windows_when_only_wording_changes(tmp_path):
+    e = RuleEngine(load_rules([_rule_file(tmp_path, 20)]))
+    feed(e, [run("kim", m, str(m)) for m in range(15)])
+    report = e.replace(load_rules([_rule_file(tmp_path, 20, title="{{ user }}: {{ count }} runs")]))
+    assert report["kept"] == ["same-query-different-ids"]
+    ups = feed(e, [run("kim", 15 + m, str(100 + m)) for m in range(5)])
+    assert [(u.count, u.title) for u in ups] == [(20, "kim: 20 runs")]
+
+
+def test_reload_with_changed_logic_starts_empty_and_drops_saved_windows(tmp_path):
+    e = RuleEngine(load_rules([_rule_file(tmp_path, 20)]))
+    feed(e, [run("kim", m, str(m)) for m in range(15)])
+    saved = [(r, k, s) for (r, k), s in e.take_state().items() if s]
+    report = e.replace(load_rules([_rule_file(tmp_path, 10)]))
+    assert report["changed"] == ["same-query-different-ids"]
+    assert all(v is None for v in e.take_state().values())  # the old windows are deleted
+    assert feed(e, [run("kim", 15 + m, str(100 + m)) for m in range(5)]) == []
+    # and windows saved under the old logic are not restored into the new one after a restart
+    fresh = RuleEngine(load_rules([_rule_file(tmp_path, 10)]))
+    fresh.restore(saved)
+    assert feed(fresh, [run("kim", 15 + m, str(200 + m)) for m in range(5)]) == []

@@ -22,6 +22,33 @@ class RuleEngine:
         self._max_ts = 0.0
         self._since_sweep = 0
         self.evaluations = 0
+        self._forget: dict[tuple[str, str], None] = {}
+
+    def replace(self, rules: list[Rule]) -> dict[str, list[str]]:
+        """Swap in newly loaded rules (live reload). A rule whose matching logic is unchanged keeps
+        its windows; a changed or removed rule's saved windows are deleted with the next commit.
+        Returns the ids kept, changed, added and removed."""
+        old = self._by_id
+        report: dict[str, list[str]] = {"kept": [], "changed": [], "added": [], "removed": []}
+        for r in rules:
+            o = old.get(r.id)
+            if o is None:
+                report["added"].append(r.id)
+            elif o.logic == r.logic:
+                o.kind.spec = r.spec  # new wording/severity, same windows
+                r.kind = o.kind
+                report["kept"].append(r.id)
+            else:
+                self._forget.update({(o.id, k): None for k in o.kind.state_keys()})
+                report["changed"].append(r.id)
+        new_ids = {r.id for r in rules}
+        for rid, o in old.items():
+            if rid not in new_ids:
+                self._forget.update({(rid, k): None for k in o.kind.state_keys()})
+                report["removed"].append(rid)
+        self.rules = rules
+        self._by_id = {r.id: r for r in rules}
+        return report
 
     def feed(self, ne: NormalizedEvent) -> list[tuple[str, str]]:
         """The (rule id, key) of every active pattern this event advanced (usually none).
@@ -68,16 +95,20 @@ class RuleEngine:
 
     def take_state(self) -> dict[tuple[str, str], dict[str, Any] | None]:
         """Window state changed since the last call, keyed by (rule id, key); None = delete."""
-        out: dict[tuple[str, str], dict[str, Any] | None] = {}
+        out: dict[tuple[str, str], dict[str, Any] | None] = dict(self._forget)
+        self._forget.clear()
         for rule in self.rules:
+            logic = rule.logic
             for key, state in rule.kind.take_dirty().items():
-                out[(rule.id, key)] = state
+                out[(rule.id, key)] = None if state is None else {**state, "logic": logic}
         return out
 
     def restore(self, states: Iterable[tuple[str, str, dict[str, Any]]]) -> None:
-        """Load persisted windows; state of rules no longer configured is ignored."""
+        """Load persisted windows; state of rules no longer configured, or whose matching logic
+        changed while usagewatch was stopped, is ignored (and replaced at the next commit)."""
+        logic = {r.id: r.logic for r in self.rules}
         for rule_id, key, state in states:
             rule = self._by_id.get(rule_id)
-            if rule is not None:
+            if rule is not None and state.get("logic", logic[rule_id]) == logic[rule_id]:
                 rule.kind.restore(key, state)
                 self._max_ts = max(self._max_ts, state.get("last_ts", 0.0))

@@ -8,6 +8,8 @@ typo in a template is a load error rather than a broken email at 3 a.m.
 
 from __future__ import annotations
 
+import hashlib
+import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, cast
@@ -51,6 +53,14 @@ class Rule:
     @property
     def id(self) -> str:
         return self.spec.id
+
+    @property
+    def logic(self) -> str:
+        """A digest of what decides matching (kind, params, filter): a rule whose logic changed
+        starts with empty windows; a change of wording, severity or cooldown keeps them."""
+        blob = json.dumps({"kind": self.spec.kind, "params": self.kind.params.model_dump(mode="json"),
+                           "filter": self.spec.filter.model_dump(mode="json")}, sort_keys=True)
+        return hashlib.blake2b(blob.encode(), digest_size=8).hexdigest()
 
     def render(self, update: FindingUpdate) -> None:
         """Fill the update's title, intervention and how-to link from the rule's templates."""

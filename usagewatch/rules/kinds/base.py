@@ -60,6 +60,10 @@ class RuleKind:
         """Per key: how close it is to firing (``rules test --explain``)."""
         return []
 
+    def state_keys(self) -> list[str]:
+        """Keys that have state (so a replaced rule's saved windows can be deleted)."""
+        return list(getattr(self, "keys", {}))
+
 
 kinds: Registry[RuleKind] = Registry("rule kind")
 

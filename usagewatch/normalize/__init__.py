@@ -4,6 +4,7 @@ sqlglot, so a sqlglot upgrade or a switch to the compiled ``sqlglotc`` build tou
     n = Normalizer(dialect="postgres", cache_size=20000)
     q = n.normalize("SELECT * FROM orders WHERE company_id = 42")
     q.fingerprint, q.normalized_sql, q.literals, q.kind, q.tables, q.parsed
+    q.traits, q.expressions, q.in_list_max, q.unfiltered_tables  # see traits.py (TRAITS says what counts)
     n.stats  # hits, misses, uncached, unparsed
 
 Flow per call: cheap regex scan (``scan.py``) -> cache key; a hit refills the cached shape's slots
@@ -26,13 +27,14 @@ from usagewatch.model import Literal, NormalizedQuery
 from usagewatch.normalize.cache import UNCACHEABLE, Entry, ShapeCache, build_entry, fill
 from usagewatch.normalize.scan import Scan, Scanner, fallback, join_values
 from usagewatch.normalize.shape import build
+from usagewatch.normalize.traits import TRAITS, resolve
 from usagewatch.registry import did_you_mean
 
 # sqlglot warns once per unsupported statement it falls back on; we count those as parsed=False
 # (the replay summary and stats show them), so its warnings would only be noise in the daemon's log.
 logging.getLogger("sqlglot").setLevel(logging.ERROR)
 
-__all__ = ["Normalizer", "NormalizerStats", "known_dialects"]
+__all__ = ["TRAITS", "Normalizer", "NormalizerStats", "known_dialects"]
 
 _UNPARSED = object()
 
@@ -99,10 +101,10 @@ class Normalizer:
             stats.hits += 1
             return self._unparsed(scan, params)
         if isinstance(entry, Entry):
-            literals = fill(entry, scan, params)
-            if literals is not None:
+            query = fill(entry, scan, params)
+            if query is not None:
                 stats.hits += 1
-                return NormalizedQuery(entry.fingerprint, entry.normalized_sql, entry.kind, entry.tables, literals, True)
+                return query
             stats.uncached += 1
             return self._parse(sql, scan, params, store=False)
         if entry is None:
@@ -132,7 +134,9 @@ class Normalizer:
             Literal(i, join_values([m.value for m in slot.members]) if slot.is_list else slot.members[0].value, slot.column)
             for i, slot in enumerate(shape.slots)
         )
-        return NormalizedQuery(shape.fingerprint, shape.normalized_sql, shape.kind, shape.tables, literals, True)
+        return NormalizedQuery(shape.fingerprint, shape.normalized_sql, shape.kind, shape.tables, literals, True,
+                               resolve(shape.traits, shape.checks, literals), shape.expressions, shape.in_list_max(),
+                               shape.unfiltered)
 
     def _unparsed(self, scan: Scan, params: tuple[str | None, ...]) -> NormalizedQuery:
         self._stats.unparsed += 1

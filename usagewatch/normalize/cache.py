@@ -25,9 +25,10 @@ from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Sequence
 
-from usagewatch.model import Literal
+from usagewatch.model import Literal, NormalizedQuery
 from usagewatch.normalize.scan import Item, Scan, join_values
 from usagewatch.normalize.shape import Shape
+from usagewatch.normalize.traits import resolve
 
 # Recipe members: ("a", item, row, col, neg) scanned atom (row -1 for a plain atom); ("p", index) bind
 # parameter; ("c", value) constant; ("g", item) a whole one-row group; ("v", item, col) a group column.
@@ -37,16 +38,26 @@ UNCACHEABLE = object()
 
 @dataclass(slots=True, frozen=True)
 class Entry:
-    """One cached shape: a template NormalizedQuery minus literals, and how to fill them."""
+    """One cached shape: a template NormalizedQuery minus literals, and how to fill them.
+
+    The traits, expression types and unfiltered tables are the shape's (computed once at parse time);
+    ``checks`` are the traits a slot's value decides, and ``in_list_max`` is ``in_list_fixed`` or the
+    member count of the longest IN-list slot as filled, so it follows the length of the list scanned.
+    """
 
     fingerprint: str
     normalized_sql: str
     kind: str
     tables: tuple[str, ...]
     parsed: bool
-    recipes: tuple[tuple[tuple[Ref, ...], bool, str | None], ...]  # (members, is_list, column)
+    recipes: tuple[tuple[tuple[Ref, ...], bool, str | None, bool], ...]  # (members, is_list, column, in_list)
     fixed: tuple[tuple[int, int, int, str], ...]  # (item, row, col, value) that must match exactly
     groups: tuple[tuple[int, str, int], ...]  # (item, "in" | "values" | "exact", width or exact code)
+    traits: frozenset[str] = frozenset()
+    checks: tuple[tuple[str, int, str], ...] = ()
+    expressions: frozenset[str] = frozenset()
+    unfiltered: tuple[str, ...] = ()
+    in_list_fixed: int = 0
 
 
 def _value(items: list[Item], ref: Ref, params: Sequence[str | None]) -> str | None:
@@ -64,8 +75,8 @@ def _exact_code(group: list) -> int:
     return hash(tuple(len(r) for r in group))
 
 
-def fill(entry: Entry, scan: Scan, params: Sequence[str | None]) -> tuple[Literal, ...] | None:
-    """The literals for ``scan`` from a cached entry, or None if a constraint does not hold."""
+def fill(entry: Entry, scan: Scan, params: Sequence[str | None]) -> NormalizedQuery | None:
+    """The NormalizedQuery of ``scan``'s text from a cached entry, or None if a constraint does not hold."""
     items = scan.items
     for i, kind, width in entry.groups:
         group = items[i]
@@ -83,7 +94,8 @@ def fill(entry: Entry, scan: Scan, params: Sequence[str | None]) -> tuple[Litera
         if (item[1] if r < 0 else item[r][c][1]) != value:  # type: ignore[index]
             return None
     out = []
-    for slot, (refs, is_list, column) in enumerate(entry.recipes):
+    in_max = entry.in_list_fixed
+    for slot, (refs, is_list, column, in_list) in enumerate(entry.recipes):
         values: list[str | None] = []
         for ref in refs:
             if ref[0] == "g":
@@ -92,12 +104,18 @@ def fill(entry: Entry, scan: Scan, params: Sequence[str | None]) -> tuple[Litera
                 values.extend(row[ref[2]][1] for row in items[ref[1]])  # type: ignore[union-attr]
             else:
                 values.append(_value(items, ref, params))
+        if in_list and len(values) > in_max:
+            in_max = len(values)
         out.append(Literal(slot, join_values(values) if is_list else values[0], column))
-    return tuple(out)
+    literals = tuple(out)
+    return NormalizedQuery(entry.fingerprint, entry.normalized_sql, entry.kind, entry.tables, literals, True,
+                           resolve(entry.traits, entry.checks, literals), entry.expressions, in_max, entry.unfiltered)
 
 
 def build_entry(shape: Shape, scan: Scan) -> Entry | object:
     """A cache entry for ``shape`` parsed from ``scan``'s text, or UNCACHEABLE."""
+    if not shape.cacheable:
+        return UNCACHEABLE
     where: dict[int, tuple[int, int, int]] = {}  # token offset -> (item, row, col)
     for i, item in enumerate(scan.items):
         if isinstance(item, tuple):
@@ -134,7 +152,7 @@ def build_entry(shape: Shape, scan: Scan) -> Entry | object:
             else:
                 return UNCACHEABLE
         refs = _collapse_groups(slot, refs, scan, group_use)
-        recipes.append((tuple(refs), slot.is_list, slot.column))
+        recipes.append((tuple(refs), slot.is_list, slot.column, slot.in_list))
     fixed = []
     groups = []
     for i, item in enumerate(scan.items):
@@ -144,7 +162,7 @@ def build_entry(shape: Shape, scan: Scan) -> Entry | object:
             continue
         if i in group_use:
             kind, width = group_use[i]
-            if kind == "values" and any(ref[0] == "a" and ref[1] == i for refs, _, _ in recipes for ref in refs):
+            if kind == "values" and any(ref[0] == "a" and ref[1] == i for refs, _, _, _ in recipes for ref in refs):
                 return UNCACHEABLE  # only some columns collapsed: row count would not be free
             groups.append((i, kind, width))
             continue
@@ -154,7 +172,8 @@ def build_entry(shape: Shape, scan: Scan) -> Entry | object:
                 if (i, r, c) not in used:
                     fixed.append((i, r, c, value))
     return Entry(shape.fingerprint, shape.normalized_sql, shape.kind, shape.tables, True,
-                 tuple(recipes), tuple(fixed), tuple(groups))
+                 tuple(recipes), tuple(fixed), tuple(groups), shape.traits, shape.checks, shape.expressions,
+                 shape.unfiltered, shape.in_list_fixed)
 
 
 def _collapse_groups(slot: object, refs: list[Ref], scan: Scan, group_use: dict[int, tuple[str, int]]) -> list[Ref]:

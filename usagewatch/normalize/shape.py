@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 
 from sqlglot import exp
 
+from usagewatch.normalize import traits as traits_mod
 from usagewatch.normalize.scan import digest
 
 _LIST_MARK = "?..."
@@ -70,6 +71,7 @@ class Slot:
     is_list: bool
     order: tuple[int, int] = (0, 0)
     values_group: bool = False  # a collapsed multi-row VALUES column
+    in_list: bool = False  # a collapsed IN (...) list (counts for ``in_list_max``)
 
 
 @dataclass(slots=True)
@@ -79,6 +81,15 @@ class Shape:
     kind: str
     tables: tuple[str, ...]
     slots: list[Slot] = field(default_factory=list)
+    traits: frozenset[str] = frozenset()  # the traits that hold whatever the literal values
+    checks: tuple[tuple[str, int, str], ...] = ()  # (trait, slot, test): traits decided by a slot's value
+    expressions: frozenset[str] = frozenset()
+    unfiltered: tuple[str, ...] = ()
+    in_list_fixed: int = 0  # longest IN list that is not one slot (mixed items: its length is structure)
+    cacheable: bool = True
+
+    def in_list_max(self) -> int:
+        return max([self.in_list_fixed, *(len(s.members) for s in self.slots if s.in_list)])
 
 
 def _placeholder(text: str = "?") -> exp.Expression:
@@ -141,6 +152,8 @@ class _Walker:
         self.slots: list[Slot] = []
         self.dfs = 0
         self.last_pos = -1
+        self.watch: dict[int, Slot | None] = {}  # id(literal node) a trait check needs -> its slot
+        self.in_list_fixed = 0
 
     def member(self, node: exp.Expression, const: bool = False) -> Member:
         if isinstance(node, exp.Neg):
@@ -160,12 +173,15 @@ class _Walker:
     def _param(self, n: int) -> str | None:
         return self.params[n] if 0 <= n < len(self.params) else None
 
-    def add(self, members: list[Member], column: str | None, is_list: bool, group: bool = False) -> None:
+    def add(self, members: list[Member], column: str | None, is_list: bool, group: bool = False,
+            in_list: bool = False) -> Slot:
         starts = [m.start for m in members if m.start is not None]
         if starts:
             self.last_pos = min(starts)
         self.dfs += 1
-        self.slots.append(Slot(members, column, is_list, (self.last_pos, self.dfs), group))
+        slot = Slot(members, column, is_list, (self.last_pos, self.dfs), group, in_list)
+        self.slots.append(slot)
+        return slot
 
     def visit(self, node: exp.Expression) -> bool:
         """Handle ``node``; True if its subtree is done."""
@@ -176,7 +192,9 @@ class _Walker:
         if isinstance(node, exp.DataType):
             return True
         if _is_value(node):
-            self.add([self.member(node)], column_of(node), False)
+            slot = self.add([self.member(node)], column_of(node), False)
+            if id(node) in self.watch:
+                self.watch[id(node)] = slot
             node.replace(_placeholder())
             return True
         if isinstance(node, exp.Interval):  # sqlglot reinterprets the string: '1 day' -> '1' DAY
@@ -187,8 +205,10 @@ class _Walker:
         if isinstance(node, (exp.In, exp.Array)):
             items = node.expressions
             if items and all(_is_value(i) for i in items):
-                self.add([self.member(i) for i in items], column_of(items[0]), True)
+                self.add([self.member(i) for i in items], column_of(items[0]), True, in_list=isinstance(node, exp.In))
                 node.set("expressions", [_placeholder(_LIST_MARK)])
+            elif isinstance(node, exp.In) and len(items) > self.in_list_fixed:
+                self.in_list_fixed = len(items)
         elif isinstance(node, exp.Values):
             self._values(node)
         elif isinstance(node, exp.Anonymous) and isinstance(node.this, str):
@@ -233,8 +253,19 @@ def build(statements: Sequence[exp.Expression], dialect: object, params: tuple[s
     walker = _Walker(params)
     tables: set[str] = set()
     sqls: list[str] = []
+    traits: set[str] = set()
+    expressions: set[str] = set()
+    unfiltered: set[str] = set()
+    pending: list[tuple[str, exp.Expression, str]] = []
     for root in statements:
         tables |= _tables(root)
+        found = traits_mod.analyze(root)  # before the walk: it needs the literal values
+        traits |= found.traits
+        expressions |= found.expressions
+        unfiltered |= found.unfiltered
+        pending += found.checks
+        for _, node, _ in found.checks:
+            walker.watch[id(node)] = None
         stack = [root]
         while stack:
             node = stack.pop()
@@ -243,4 +274,16 @@ def build(statements: Sequence[exp.Expression], dialect: object, params: tuple[s
         sqls.append(dialect.generate(root, copy=False, comments=False))  # type: ignore[attr-defined]
     sql = "; ".join(sqls)
     walker.slots.sort(key=lambda s: s.order)
-    return Shape(digest(sql), sql, kind_of(statements[0]), tuple(sorted(tables)), walker.slots)
+    index = {id(slot): i for i, slot in enumerate(walker.slots)}
+    checks: list[tuple[str, int, str]] = []
+    cacheable = True
+    for trait, node, test in pending:
+        slot = walker.watch.get(id(node))
+        if slot is not None and not slot.is_list and slot.members[0].param is None:
+            checks.append((trait, index[id(slot)], test))
+        elif node.is_string and traits_mod.TESTS[test](node.this):  # not a slot of its own: decide now, never cache
+            traits.add(trait)
+            cacheable = False
+    return Shape(digest(sql), sql, kind_of(statements[0]), tuple(sorted(tables)), walker.slots,
+                 frozenset(traits), tuple(sorted(set(checks))), frozenset(expressions), tuple(sorted(unfiltered)),
+                 walker.in_list_fixed, cacheable)

@@ -57,3 +57,16 @@ def test_override_mistakes_are_reported_where_they_are(tmp_path):
     assert any('unknown key "min_runz"' in g and f"with overrides from {f}:4" in g for g in got)
     assert f'{f}:2:11: override for rule "same-query-diferent-ids" matches no rule. ' \
            'Did you mean "same-query-different-ids"?' in got
+
+
+def test_include_lists_replace_and_exclusions_add_up(tmp_path):
+    f = tmp_path / "overrides.yaml"
+    f.write_text("""overrides:
+  - rule: same-query-different-ids
+    filter: {statements: [select, insert], exclude_users: [svc_a]}
+  - rule: same-query-*
+    filter: {exclude_users: [svc_b]}
+""")
+    r = load_rules(STORY_RULES[:1], [str(f)])[0]
+    assert r.spec.filter.statements == ["select", "insert"]
+    assert r.spec.filter.exclude_users == ["svc_a", "svc_b"]

@@ -3,8 +3,8 @@ config) whose entries are merged over the rules they name, before the rules are 
 
     overrides:
       - rule: same-query-*            # rule id, or a glob over ids
-        filter: {allow: [svc_etl]}    # list keys are ADDED to the rule's (exclusions accumulate)
-        params: {min_runs: 50}        # other keys replace the rule's value
+        filter: {allow: [svc_etl]}    # exclude_* and allow lists are ADDED to the rule's;
+        params: {min_runs: 50}        # every other key (include lists too) replaces the rule's value
         severity: high
         cooldown: 3d
         enabled: false
@@ -70,7 +70,9 @@ class LoadedOverrides:
             if o.filter:
                 flt = dict(merged.get("filter") or {})
                 for k, v in o.filter.items():
-                    flt[k] = [*flt.get(k, []), *v] if isinstance(v, list) and isinstance(flt.get(k), list) else v
+                    accumulates = k.startswith("exclude_") or k == "allow"  # exclusions add up
+                    old = flt.get(k)
+                    flt[k] = [*old, *v] if accumulates and isinstance(v, list) and isinstance(old, list) else v
                 merged["filter"] = flt
         return merged, used
 

@@ -54,3 +54,34 @@ def test_two_halves_with_a_restart_equal_one_run(tmp_path, reference, cut):
     assert first.stats.queries + second.stats.queries == queries
     assert findings(cfg) == expected
     assert ("same-query-different-ids", "kim", 136, 136) in expected
+
+
+def test_a_failed_commit_is_read_again_without_counting_twice(tmp_path, monkeypatch):
+    """After a commit fails, the reader and the rule windows go back to what the store holds, so
+    re-reading the batch counts each query once (the daemon's recovery path)."""
+    from tests.helpers.logwriter import RULES, LogWriter, record
+    from usagewatch.errors import StoreError
+
+    log = tmp_path / "pg.csv"
+    w = LogWriter(log)
+    w.write(b"".join(record(n, user="someone") for n in range(30)))  # committed; the rule ignores them
+    w.next_id = 30
+    cfg = config.load(write_config(tmp_path, [{"name": "pg", "format": "postgres-csvlog", "paths": [str(log)]}],
+                                   rules=[str(RULES)]))
+    store = Store(cfg.database)
+    pipeline = Pipeline(cfg, store)
+    pipeline.poll()
+    w.emit(20)
+    real = store.commit
+
+    def broken(batch, now=None):
+        raise StoreError("could not save a batch: disk full")
+
+    monkeypatch.setattr(store, "commit", broken)
+    with pytest.raises(StoreError):
+        pipeline.poll()
+    monkeypatch.setattr(store, "commit", real)
+    pipeline.reload_state()
+    pipeline.poll()
+    assert [(f["count"], f["distinct_values"]) for f in store.findings()] == [(20, 20)]
+    store.close()

@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Callable, Iterator
 
 from usagewatch.config import Config, FollowConfig, SourceConfig
@@ -77,7 +77,8 @@ class Pipeline:
         (the in-memory state ran ahead of what was saved, so it is thrown away)."""
         for src in self.sources:
             src.load(self.store.cursors(src.name))
-        self.engine = RuleEngine(self.engine.rules)
+        # fresh kind objects: the windows in memory may hold events of a batch that was not saved
+        self.engine = RuleEngine([replace(r, kind=type(r.kind)(r.spec, r.kind.params)) for r in self.engine.rules])
         self.engine.restore(self.store.windows())
 
     def normalizer(self, dialect: str) -> Normalizer:

@@ -16,13 +16,12 @@ from usagewatch import config, dryrun
 from usagewatch.errors import ConfigError, UsagewatchError
 from usagewatch.model import QueryEvent
 from usagewatch.rules import load_rules
+from usagewatch.rules.jsonschema import rule_json_schema, rule_json_schema_text
 from usagewatch.rules.testing import (
     DEFAULT_START,
     CaseSpec,
     compare,
     find_test_files,
-    rule_json_schema,
-    rule_json_schema_text,
     run_tests,
     timeline,
 )

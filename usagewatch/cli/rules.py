@@ -15,7 +15,8 @@ from usagewatch.cli import cli, config_option
 from usagewatch.errors import UsagewatchError
 from usagewatch.model import FindingUpdate
 from usagewatch.rules import load_rules
-from usagewatch.rules.testing import CaseResult, rule_json_schema_text, run_tests
+from usagewatch.rules.jsonschema import rule_json_schema_text
+from usagewatch.rules.testing import CaseResult, run_tests
 
 EXPLAIN_TOP = 20  # keys shown per rule by --explain, unless --all
 EVIDENCE_LINES = 4  # lines of the intervention shown per finding

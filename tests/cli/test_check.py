@@ -51,3 +51,14 @@ def test_missing_config_file_is_one_clear_error(tmp_path):
     assert r.exit_code == 1
     assert r.stderr == (f"{tmp_path}/missing.yaml: cannot read file: No such file or directory\n"
                         "Error: 1 problem in the config or rules.\n")
+
+
+def test_a_rule_id_defined_twice_across_files_is_an_error():
+    r = invoke("check", "--config", str(DATA / "with-dup-rules.yaml"))
+    assert r.exit_code == 1
+    d = DATA / "dup-rules"
+    def id_line(name: str) -> int:
+        return next(i for i, text in enumerate((d / name).read_text().splitlines(), 1) if text.startswith("id:"))
+
+    assert r.stderr.splitlines()[0] == (f'{d}/b.yaml:{id_line("b.yaml")}:5: rule id "same-query-repeated" is '
+                                        f"already defined at {d}/a.yaml:{id_line('a.yaml')}.")

@@ -146,7 +146,7 @@ def _build(doc: Located, data: Any, loc: tuple[Any, ...], problems: list[Problem
     if kind_cls is None or params is None or title is None or intervention is None:
         return None
     return Rule(spec, kind_cls(spec, params), CompiledFilter(spec.filter), title, intervention,
-                f"{doc.path}:{doc.where(loc)[0] or 1}")
+                f"{doc.path}:{doc.where(loc + ("id",))[0] or 1}")
 
 
 def _blame(problems: list[Problem], since: int, used: list[str]) -> None:

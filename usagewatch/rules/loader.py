@@ -145,8 +145,8 @@ def _build(doc: Located, data: Any, loc: tuple[Any, ...], problems: list[Problem
     _blame(problems, before, used)
     if kind_cls is None or params is None or title is None or intervention is None:
         return None
-    return Rule(spec, kind_cls(spec, params), CompiledFilter(spec.filter), title, intervention,
-                f"{doc.path}:{doc.where(loc + ("id",))[0] or 1}")
+    id_line = doc.where(loc + ("id",))[0] or 1
+    return Rule(spec, kind_cls(spec, params), CompiledFilter(spec.filter), title, intervention, f"{doc.path}:{id_line}")
 
 
 def _blame(problems: list[Problem], since: int, used: list[str]) -> None:

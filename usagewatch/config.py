@@ -26,6 +26,7 @@ from pydantic import (
 
 from usagewatch.durations import Duration, parse_duration
 from usagewatch.errors import ConfigError
+from usagewatch.registry import did_you_mean
 from usagewatch.sources.formats import FormatOptions, LogFormat, formats
 from usagewatch.validation import problems_from
 from usagewatch.yamlload import Located, load_file, load_text
@@ -157,20 +158,103 @@ class EmailConfig(_Strict):
 
 
 class RetryConfig(_Strict):
-    """Backoff for notifications while the mail server is down."""
+    """Backoff for notifications while a channel is down, and when to give up (dead letter)."""
 
     initial: Duration = timedelta(seconds=10)
     max: Duration = timedelta(minutes=30)
+    give_up_after: Duration = Field(default=timedelta(days=2),
+                                    description="A notification still failing after this is a dead letter.")
+
+
+class WebhookConfig(_Strict):
+    """A JSON POST channel (chat tools, ticketing); ``style: slack`` sends a Slack-compatible body."""
+
+    name: str
+    url: str | None = None
+    url_env: str | None = Field(default=None, description="Environment variable holding the URL (it often holds a token).")
+    style: Literal["json", "slack"] = "json"
+    timeout: Duration = timedelta(seconds=10)
+
+    @model_validator(mode="after")
+    def _one_url(self) -> WebhookConfig:
+        if bool(self.url) == bool(self.url_env):
+            raise ValueError(f'webhook "{self.name}" needs exactly one of url or url_env')
+        return self
+
+    def resolved_url(self) -> str:
+        if self.url_env:
+            value = os.environ.get(self.url_env)
+            if value is None:
+                raise ConfigError(f"the environment variable {self.url_env} (webhook {self.name}, url_env) is not set.")
+            return value
+        assert self.url is not None
+        return self.url
+
+
+class RouteMatch(_Strict):
+    rules: list[str] = Field(default_factory=list, description="Rule ids (globs); empty = all.")
+    severities: list[Literal["info", "warning", "high"]] = Field(default_factory=list, description="Empty = all.")
+
+
+class RouteConfig(_Strict):
+    """Where the notifications of matching findings go, and when. The first matching route wins."""
+
+    name: str
+    match: RouteMatch = Field(default_factory=RouteMatch)
+    email_to: list[str] = Field(default_factory=list, description="Recipients (notify.email is the server).")
+    webhooks: list[str] = Field(default_factory=list, description="Names of notify.webhooks entries.")
+    mode: Literal["immediate", "digest"] = "immediate"
+    digest_every: Duration = Field(default=timedelta(hours=1), description="For mode: digest, how often.")
 
 
 class NotifyConfig(_Strict):
     email: EmailConfig | None = None
+    webhooks: list[WebhookConfig] = Field(default_factory=list)
+    routes: list[RouteConfig] = Field(
+        default_factory=list, description="Default: one immediate route to notify.email.to for everything.")
     howto_base_url: str = Field(
         default=DEFAULT_HOWTO_BASE,
         description="Base URL the rules' relative how-to links are joined to (point it at your wiki).",
     )
     redact_values: bool = False
     retry: RetryConfig = Field(default_factory=RetryConfig)
+
+    @model_validator(mode="after")
+    def _references(self) -> NotifyConfig:
+        names = [w.name for w in self.webhooks]
+        for r in self.routes:
+            for w in r.webhooks:
+                if w not in names:
+                    raise ValueError(f'route "{r.name}" names webhook "{w}", which is not in notify.webhooks.'
+                                     + did_you_mean(w, names))
+            if r.email_to and self.email is None:
+                raise ValueError(f'route "{r.name}" sends email but notify.email (the server) is not configured')
+            if not (r.email_to or r.webhooks):
+                raise ValueError(f'route "{r.name}" sends nothing: give email_to or webhooks')
+        return self
+
+
+class HttpConfig(_Strict):
+    """The daemon's small web endpoint for the action links in notifications."""
+
+    listen: str = Field(default="127.0.0.1:8765", description="host:port to listen on.")
+    public_url: str = Field(description="Base URL the links in emails use (how the support team reaches it).")
+    secret_env: str = Field(default="USAGEWATCH_LINK_SECRET",
+                            description="Environment variable holding the key that signs links.")
+    link_ttl: Duration = Field(default=timedelta(days=14), description="Links expire after this.")
+
+    def secret(self) -> bytes:
+        value = os.environ.get(self.secret_env)
+        if not value:
+            raise ConfigError(f"the environment variable {self.secret_env} (http.secret_env) is not set or empty.")
+        return value.encode()
+
+
+class SlaConfig(_Strict):
+    """Service levels the support team sets itself."""
+
+    acknowledge_within: Duration = timedelta(hours=8)
+    resolve_within: Duration = timedelta(days=7)
 
 
 class FollowConfig(_Strict):
@@ -191,6 +275,8 @@ class Config(_Strict):
         default_factory=list, description="Files of local overrides merged over the rules (see docs/rules.md).")
     sources: list[SourceConfig] = Field(default_factory=list)
     notify: NotifyConfig = Field(default_factory=NotifyConfig)
+    http: HttpConfig | None = None
+    sla: SlaConfig = Field(default_factory=SlaConfig)
     follow: FollowConfig = Field(default_factory=FollowConfig)
 
     path: str | None = Field(default=None, exclude=True, description="internal: the file this came from")

@@ -20,6 +20,7 @@ from sqlalchemy.engine import Connection
 
 from usagewatch.model import FindingUpdate
 from usagewatch.store.tables import ACTIVE_STATUSES, findings, outbox, silences
+from usagewatch.store.transitions import add_runs, record
 
 
 @dataclass
@@ -72,6 +73,8 @@ def apply_update(conn: Connection, u: FindingUpdate, now: datetime, howto_base: 
                 first_seen=u.first_seen, created_at=now, **fields,
             )).inserted_primary_key[0]  # type: ignore[index]
             result.new_findings[fid] = u.title
+            record(conn, fid, "opened", "usagewatch", now)
+            add_runs(conn, fid, u.last_seen.date().isoformat(), u.count)
             _notify(conn, fid, "opened", u, now, result)
             return
         reopen = u.last_seen - row._mapping["resolved_at"] >= timedelta(seconds=u.cooldown)
@@ -85,8 +88,10 @@ def apply_update(conn: Connection, u: FindingUpdate, now: datetime, howto_base: 
     if reopen:
         values.update(status="open", resolved_at=None)
     conn.execute(findings.update().where(findings.c.id == m["id"]).values(**values))
+    add_runs(conn, m["id"], u.last_seen.date().isoformat(), values["count"] - m["count"])
     if reopen:
         result.new_findings[m["id"]] = u.title
+        record(conn, m["id"], "reopened", "usagewatch", now)
         _notify(conn, m["id"], "reopened", u, now, result)
     else:
         result.updated_findings.append(m["id"])

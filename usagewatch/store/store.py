@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from typing import Any, Iterator
 
 import sqlalchemy as sa
@@ -12,6 +12,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from usagewatch.errors import StoreError
 from usagewatch.model import FileCursor, FindingUpdate
+from usagewatch.store import transitions
 from usagewatch.store.lifecycle import CommitResult, apply_update
 from usagewatch.store.tables import (
     SCHEMA_VERSION,
@@ -51,6 +52,10 @@ def finding_dict(row: Any) -> dict[str, Any]:
         "title": m["title"], "intervention": m["intervention"], "howto": m["howto"],
         "key": m["key"], "details": dict(m["details"] or {}),
         "resolved_at": m["resolved_at"].isoformat() if m["resolved_at"] else None,
+        "acknowledged_at": m["acknowledged_at"].isoformat() if m["acknowledged_at"] else None,
+        "coached_at": m["coached_at"].isoformat() if m["coached_at"] else None,
+        "count_at_coaching": m["count_at_coaching"],
+        "created_at": m["created_at"].isoformat(),
         "silenced_by": m["silenced_by"],
     }
 
@@ -162,21 +167,38 @@ class Store:
             row = conn.execute(sa.select(findings).where(findings.c.id == finding_id)).first()
         return finding_dict(row) if row else None
 
-    def set_status(self, finding_id: int, status: str, now: datetime | None = None) -> dict[str, Any]:
-        """Move a finding to ``status`` (acknowledged, resolved, open); resolving starts its cooldown."""
-        now = now or utcnow()
-        values: dict[str, Any] = {"status": status, "updated_at": now}
-        values["resolved_at"] = now if status == "resolved" else None
+    def transition(self, finding_id: int, action: str, actor: str, note: str | None = None,
+                   now: datetime | None = None) -> dict[str, Any]:
+        """acknowledged, coached, resolved or dismissed, with who and why; returns the finding."""
         try:
             with self._tx() as conn:
-                done = conn.execute(findings.update().where(findings.c.id == finding_id).values(**values)).rowcount
-        except sa.exc.IntegrityError:
-            raise StoreError(f"finding {finding_id} cannot be reopened: another open finding has the same rule and key") from None
-        if not done:
-            raise StoreError(f"there is no finding {finding_id}. `usagewatch findings list` shows them.")
+                transitions.transition(conn, finding_id, action, actor, now or utcnow(), note)
+        except sa.exc.SQLAlchemyError as exc:
+            raise StoreError(f"could not update finding {finding_id}: {exc}") from None
         found = self.finding(finding_id)
         assert found is not None
         return found
+
+    def set_status(self, finding_id: int, status: str, now: datetime | None = None) -> dict[str, Any]:
+        """Compatibility shim for tests and scripts: ``transition`` by the status's action."""
+        return self.transition(finding_id, status, "usagewatch", now=now)
+
+    def history(self, finding_id: int) -> list[dict[str, Any]]:
+        with self.engine.connect() as conn:
+            return transitions.history(conn, finding_id)
+
+    def effectiveness(self, finding: dict[str, Any], days: int = 7) -> dict[str, Any] | None:
+        with self.engine.connect() as conn:
+            return transitions.effectiveness(conn, finding, days)
+
+    def rule_outcomes(self) -> list[dict[str, Any]]:
+        with self.engine.connect() as conn:
+            return transitions.rule_outcomes(conn)
+
+    def sla_report(self, since: datetime, ack_within: timedelta, resolve_within: timedelta,
+                   now: datetime | None = None) -> dict[str, Any]:
+        with self.engine.connect() as conn:
+            return transitions.sla_report(conn, since, now or utcnow(), ack_within, resolve_within)
 
     # --- silences ------------------------------------------------------------------------------------
     def add_silence(self, rule: str, user: str, until: datetime, reason: str, by: str,

@@ -27,7 +27,9 @@ from sqlalchemy import (
 
 metadata = MetaData()
 
-ACTIVE_STATUSES = ("open", "acknowledged")
+#: a finding is active (one per rule and key, updated by repeats) until resolved or dismissed
+ACTIVE_STATUSES = ("open", "acknowledged", "coached")
+CLOSED_STATUSES = ("resolved", "dismissed")
 
 
 class UTCDateTime(TypeDecorator[datetime]):
@@ -76,14 +78,17 @@ findings = Table(
     Column("details", JSON, nullable=False),
     Column("created_at", UTCDateTime, nullable=False),
     Column("updated_at", UTCDateTime, nullable=False),
-    Column("resolved_at", UTCDateTime),
+    Column("resolved_at", UTCDateTime),  # resolved or dismissed (closed)
     Column("silenced_by", Integer),  # the silence that held back its notification, if any
+    Column("acknowledged_at", UTCDateTime),
+    Column("coached_at", UTCDateTime),
+    Column("count_at_coaching", Integer),
 )
 Index("findings_rule_key", findings.c.rule, findings.c.key)
 Index(
     "findings_one_open_per_rule_key", findings.c.rule, findings.c.key, unique=True,
-    sqlite_where=text("status IN ('open', 'acknowledged')"),
-    postgresql_where=text("status IN ('open', 'acknowledged')"),
+    sqlite_where=text("status IN ('open', 'acknowledged', 'coached')"),
+    postgresql_where=text("status IN ('open', 'acknowledged', 'coached')"),
 )
 
 outbox = Table(
@@ -120,12 +125,29 @@ checkpoints = Table(
 )
 
 #: bumped whenever a table changes; a store of another version is refused with a clear message
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 
 meta = Table(
     "usagewatch_meta", metadata,
     Column("name", String(50), primary_key=True),
     Column("value", String(200), nullable=False),
+)
+
+finding_events = Table(
+    "finding_events", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("finding_id", Integer, ForeignKey("findings.id"), nullable=False, index=True),
+    Column("at", UTCDateTime, nullable=False),
+    Column("actor", String(200), nullable=False),  # a person, or "usagewatch"
+    Column("action", String(30), nullable=False),  # opened, reopened, acknowledged, coached, resolved, dismissed
+    Column("note", Text),
+)
+
+finding_days = Table(
+    "finding_days", metadata,
+    Column("finding_id", Integer, ForeignKey("findings.id"), primary_key=True),
+    Column("day", String(10), primary_key=True),  # UTC date of the queries (event time)
+    Column("runs", Integer, nullable=False),
 )
 
 silences = Table(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import getpass
 import json
 
 import click
@@ -36,7 +37,7 @@ def findings_group() -> None:
 @findings_group.command("list")
 @config_option
 @click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
-@click.option("--status", help="Only findings with this status (open, acknowledged, resolved).")
+@click.option("--status", help="Only findings with this status (open, acknowledged, coached, resolved, dismissed).")
 @click.option("--rule", help="Only findings of this rule.")
 def list_cmd(config_path: str | None, fmt: str, status: str | None, rule: str | None) -> None:
     """List findings, oldest first."""
@@ -68,6 +69,13 @@ def describe(f: dict) -> str:
         "",
         f"  How-to: {f['howto']}",
     ]
+    eff = f.get("effectiveness")
+    if eff:
+        lines += ["", f"  After coaching: {eff['summary']}" + (" (it recurred)" if eff["recurred"] else " (it stopped)")]
+    if f.get("history"):
+        lines += ["", "  History:"]
+        lines += [f"    {h['at'][:19].replace('T', ' ')}  {h['action']:<12} {h['actor']}" + (f": {h['note']}" if h["note"] else "")
+                  for h in f["history"]]
     return "\n".join(lines)
 
 
@@ -77,28 +85,33 @@ def describe(f: dict) -> str:
 @click.argument("finding_id", type=int)
 def show_cmd(config_path: str | None, fmt: str, finding_id: int) -> None:
     """Show one finding in full."""
-    f = _store(config_path).finding(finding_id)
+    store = _store(config_path)
+    f = store.finding(finding_id)
     if f is None:
         raise UsagewatchError(f"there is no finding {finding_id}. `usagewatch findings list` shows them.")
+    f["history"] = store.history(finding_id)
+    f["effectiveness"] = store.effectiveness(f)
     click.echo(json.dumps(f, indent=2) if fmt == "json" else describe(f))
 
 
-def _transition(config_path: str | None, finding_id: int, status: str) -> None:
-    f = _store(config_path).set_status(finding_id, status)
+def _transition(config_path: str | None, finding_id: int, action: str, note: str | None) -> None:
+    store = _store(config_path)
+    f = store.transition(finding_id, action, getpass.getuser(), note)
     click.echo(f"Finding {f['id']} ({f['rule']}, {f['user']}) is now {f['status']}.")
 
 
-@findings_group.command("ack")
-@config_option
-@click.argument("finding_id", type=int)
-def ack_cmd(config_path: str | None, finding_id: int) -> None:
-    """Acknowledge a finding: someone is on it."""
-    _transition(config_path, finding_id, "acknowledged")
+def _transition_command(name: str, action: str, help_text: str) -> None:
+    @findings_group.command(name, help=help_text)
+    @config_option
+    @click.option("--note", help="Why, or what was said; kept in the finding's history.")
+    @click.argument("finding_id", type=int)
+    def command(config_path: str | None, note: str | None, finding_id: int) -> None:
+        _transition(config_path, finding_id, action, note)
 
 
-@findings_group.command("resolve")
-@config_option
-@click.argument("finding_id", type=int)
-def resolve_cmd(config_path: str | None, finding_id: int) -> None:
-    """Resolve a finding. If the pattern comes back after the rule's cooldown it is reopened."""
-    _transition(config_path, finding_id, "resolved")
+_transition_command("ack", "acknowledged", "Acknowledge a finding: someone is on it.")
+_transition_command("coached", "coached",
+                    "Mark a finding as coached: the user was shown a better way; usagewatch keeps watching.")
+_transition_command("resolve", "resolved",
+                    "Resolve a finding. If the pattern comes back after the rule's cooldown it is reopened.")
+_transition_command("dismiss", "dismissed", "Dismiss a finding as not useful (a false positive); counted per rule.")

@@ -23,7 +23,8 @@ from watchdog.observers.api import BaseObserver, ObservedWatch
 
 from usagewatch.config import Config
 from usagewatch.errors import ConfigError, StoreError, UsagewatchError
-from usagewatch.notify.sender import Sender, smtp_channel
+from usagewatch.notify.routing import Channels, routes
+from usagewatch.notify.sender import Sender
 from usagewatch.pipeline import Pipeline
 from usagewatch.rules import load_rules
 from usagewatch.store import Store
@@ -57,8 +58,8 @@ class Daemon:
         self.reload = threading.Event()  # rule files changed, or SIGHUP
         self.outbox_wake = threading.Event()
         self.pipeline = Pipeline(config, self.store, on_commit=lambda n: self.outbox_wake.set())
-        channel = smtp_channel(config.notify)
-        self.sender = Sender(self.store, channel, config.notify) if channel else None
+        self.sender = (Sender(self.store, config.notify, Channels.from_config(config.notify), http=config.http)
+                       if routes(config.notify) else None)
         self.observer: BaseObserver | None = None
         self._watches: dict[str, ObservedWatch] = {}
         self._unwatchable: set[str] = set()
@@ -140,7 +141,7 @@ class Daemon:
         while not self.stop.is_set():
             try:
                 self.sender.send_due()
-                nxt = self.store.next_notification_at()
+                nxt = self.sender.next_due()
             except UsagewatchError as exc:
                 log.error("sender: %s", exc)
                 nxt = None

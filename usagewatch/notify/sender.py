@@ -1,51 +1,70 @@
-"""The outbox sender: delivers pending notifications, retrying with backoff while the channel is down.
+"""The sender: routes new outbox rows into deliveries and delivers the due immediate ones, retrying
+with backoff while a channel is down.
 
-A notification is marked sent only after the channel accepted it, in its own transaction; the
-Message-ID depends only on the outbox row and the finding, so if a crash falls between the SMTP
-server's "250 OK" and that mark, the resend carries the same Message-ID and can be recognised.
+An outbox row says WHAT happened (a finding opened or reopened); ``routing.route_pending`` turns
+it into deliveries (WHERE it goes) in one transaction. An immediate delivery is sent here: email via
+``render_email`` to its route's ``email_to``, a webhook via ``payload.finding_body``. A delivery is
+marked sent only after the channel accepted it, in its own transaction; its Message-ID depends only
+on the outbox row, finding, route and channel, so if a crash falls between the server's "250 OK"
+and that mark, the resend carries the same Message-ID and can be recognised. Failures back off
+exponentially (``retry.initial`` doubling, capped by ``retry.max``); a delivery still failing
+``retry.give_up_after`` after it was made, or refused permanently, is dead with its error kept
+(``usagewatch outbox retry`` revives it). Digest routes' deliveries wait for ``digest.run_digests``.
 """
 
 from __future__ import annotations
 
 import logging
 from datetime import datetime, timedelta, timezone
-from typing import Callable, Protocol
+from email.message import EmailMessage
+from typing import Any, Callable
 
-from usagewatch.config import NotifyConfig
-from usagewatch.errors import DeliveryError, StoreError
-from usagewatch.notify.email import SmtpChannel, SmtpSettings
+from usagewatch.config import HttpConfig, NotifyConfig
+from usagewatch.errors import ConfigError, DeliveryError
 from usagewatch.notify.render import render_email
+from usagewatch.notify.routing import (
+    EMAIL,
+    WEBHOOK_PREFIX,
+    Channels,
+    delivery_message_id,
+    route_named,
+    route_pending,
+    thread_headers,
+)
 from usagewatch.store import Store
+from usagewatch.store import deliveries as dq
 
 log = logging.getLogger(__name__)
-
-GIVE_UP_AFTER = timedelta(days=2)
-
-
-class Channel(Protocol):
-    def send(self, msg) -> None: ...  # type: ignore[no-untyped-def]
 
 
 def utcnow() -> datetime:
     return datetime.now(timezone.utc)
 
 
-def smtp_channel(cfg: NotifyConfig) -> SmtpChannel | None:
-    e = cfg.email
-    if e is None:
-        return None
-    return SmtpChannel(SmtpSettings(host=e.host, port=e.port, tls=e.tls, username=e.username,
-                                    password=e.password(), timeout=e.timeout.total_seconds(), verify=e.verify))
+def actions_for(http: HttpConfig | None, finding_id: int, now: datetime) -> dict[str, str]:
+    """The finding's action links, or none when the endpoint is not configured or its secret is
+    missing (a notification without links beats no notification)."""
+    if http is None:
+        return {}
+    from usagewatch.web.links import action_links
+
+    try:
+        return action_links(http, finding_id, now)
+    except ConfigError as exc:
+        log.warning("notifications go out without action links: %s", exc)
+        return {}
 
 
 class Sender:
-    def __init__(self, store: Store, channel: Channel, cfg: NotifyConfig,
-                 clock: Callable[[], datetime] = utcnow):
-        assert cfg.email is not None
+    """``send_due()`` from the sender thread; sleep until ``next_due()`` (or a commit's wake-up)."""
+
+    def __init__(self, store: Store, cfg: NotifyConfig, channels: Channels,
+                 clock: Callable[[], datetime] = utcnow, http: HttpConfig | None = None):
         self.store = store
-        self.channel = channel
         self.cfg = cfg
+        self.channels = channels
         self.clock = clock
+        self.http = http
         self.sent = 0
         self.failures = 0
 
@@ -54,36 +73,77 @@ class Sender:
         initial, cap = self.cfg.retry.initial, self.cfg.retry.max
         return min(cap, initial * (2 ** min(attempts, 30)))
 
+    def next_due(self) -> datetime | None:
+        """When there is work next (a delivery due, or an outbox row to route); None when none."""
+        return dq.next_due(self.store)
+
     def send_due(self) -> int:
-        """Try every notification that is due; returns how many were delivered."""
+        """Route new outbox rows, then try every due immediate delivery; returns how many went out."""
+        route_pending(self.store, self.cfg, self.clock())
         delivered = 0
-        email = self.cfg.email
-        assert email is not None
-        for row in self.store.due_notifications(self.clock()):
-            finding = self.store.finding(row["finding_id"])
-            if finding is None:
-                self.store.mark_failed(row["id"], "finding no longer exists", None)
+        down: set[str] = set()  # channels that failed transiently this round: do not hammer them
+        for d in dq.due(self.store, self.clock()):
+            if d["channel"] in down:
                 continue
-            msg = render_email(finding, outbox_id=row["id"], sender=email.from_, recipients=email.to,
-                               howto_base_url=self.cfg.howto_base_url, redact_values=self.cfg.redact_values)
             try:
-                self.channel.send(msg)
+                message_id = self.deliver(d)
             except DeliveryError as exc:
                 self.failures += 1
                 now = self.clock()
-                give_up = (not exc.transient) or now - row["created_at"] > GIVE_UP_AFTER
-                retry_at = None if give_up else now + self.backoff(row["attempts"])
-                log.warning("notification %s for finding %s not delivered (%s); %s", row["id"], finding["id"], exc,
+                give_up = (not exc.transient) or now - d["created_at"] >= self.cfg.retry.give_up_after
+                retry_at = None if give_up else now + self.backoff(d["attempts"])
+                log.warning("delivery %s (finding %s, route %s, %s) failed: %s; %s", d["id"], d["finding_id"],
+                            d["route"], d["channel"], exc,
                             "giving up" if retry_at is None else f"retrying at {retry_at:%H:%M:%S}")
-                self.store.mark_failed(row["id"], str(exc), retry_at)
+                dq.mark_failed(self.store, d["id"], str(exc), retry_at)
                 if exc.transient:
-                    break  # the server is down: do not hammer it with the rest of the queue
+                    down.add(d["channel"])
                 continue
-            try:
-                self.store.mark_sent(row["id"], str(msg["Message-ID"]), self.clock())
-            except StoreError:
-                log.exception("notification %s was sent but could not be marked sent", row["id"])
-                raise
+            self.mark_sent(d["id"], message_id)
             self.sent += 1
             delivered += 1
         return delivered
+
+    def mark_sent(self, delivery_id: int, message_id: str) -> None:
+        """Its own transaction, after the channel accepted (a seam: tests make it fail, as a crash would)."""
+        dq.mark_sent(self.store, delivery_id, message_id, self.clock())
+
+    # --- one delivery -------------------------------------------------------------------------------
+    def deliver(self, d: dict[str, Any]) -> str:
+        """Send one delivery; returns its Message-ID. Raises DeliveryError."""
+        finding = self.store.finding(d["finding_id"])
+        if finding is None:
+            raise DeliveryError("the finding no longer exists.", False)
+        route = route_named(self.cfg, d["route"])
+        if route is None:
+            raise DeliveryError(f'the route "{d["route"]}" is no longer in the config. Add it back, '
+                                "then `usagewatch outbox retry`.", False)
+        sender = self.cfg.email.from_ if self.cfg.email else None
+        message_id = delivery_message_id(d["outbox_id"], d["finding_id"], d["route"], d["channel"], sender)
+        now = self.clock()
+        actions = actions_for(self.http, finding["id"], now)
+        if d["channel"] == EMAIL:
+            self.channels.email_sender().send(self.email(d, finding, route.email_to, message_id, actions, now))
+        elif d["channel"].startswith(WEBHOOK_PREFIX):
+            hook = self.channels.webhook(d["channel"])
+            from usagewatch.notify.payload import finding_body
+
+            style = next((w.style for w in self.cfg.webhooks if WEBHOOK_PREFIX + w.name == d["channel"]), "json")
+            hook.send(finding_body(finding, event=d["event"], style=style, redact_values=self.cfg.redact_values,
+                                   actions=actions, howto_base_url=self.cfg.howto_base_url), message_id)
+        else:
+            raise DeliveryError(f'unknown channel "{d["channel"]}".', False)
+        return message_id
+
+    def email(self, d: dict[str, Any], finding: dict[str, Any], to: list[str], message_id: str,
+              actions: dict[str, str], now: datetime) -> EmailMessage:
+        if self.cfg.email is None:
+            raise DeliveryError("notify.email is not configured, so no email can be sent. Configure it.", False)
+        msg = render_email(finding, outbox_id=d["outbox_id"], sender=self.cfg.email.from_, recipients=to,
+                           howto_base_url=self.cfg.howto_base_url, redact_values=self.cfg.redact_values,
+                           now=now, actions=actions)
+        msg.replace_header("Message-ID", message_id)
+        first = dq.first_message_ids(self.store, [finding["id"]]).get(finding["id"])
+        if first:  # a reopened finding: file it under the first email about it
+            thread_headers(msg, [first])
+        return msg

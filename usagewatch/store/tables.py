@@ -22,6 +22,7 @@ from sqlalchemy import (
     Table,
     Text,
     TypeDecorator,
+    UniqueConstraint,
     text,
 )
 
@@ -125,7 +126,7 @@ checkpoints = Table(
 )
 
 #: bumped whenever a table changes; a store of another version is refused with a clear message
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 
 meta = Table(
     "usagewatch_meta", metadata,
@@ -166,4 +167,54 @@ rule_windows = Table(
     Column("rule", String(200), primary_key=True),
     Column("key", Text, primary_key=True),
     Column("state", JSON, nullable=False),
+)
+
+
+# --- notification deliveries (notify/routing.py decides them; store/deliveries.py queries them) ---
+#: an outbox row says WHAT happened (a finding opened or reopened); a delivery says WHERE it goes:
+#: one row per (outbox row, route, channel), unique, so routing twice (or a crash while routing)
+#: cannot make two. status: pending (immediate, due at next_attempt_at) | queued (waits for its
+#: route's digest) | sent | dead (gave up; last_error says why).
+deliveries = Table(
+    "deliveries", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("outbox_id", Integer, ForeignKey("outbox.id"), nullable=False),
+    Column("finding_id", Integer, ForeignKey("findings.id"), nullable=False, index=True),
+    Column("event", String(20), nullable=False),         # the outbox row's: opened | reopened
+    Column("route", String(200), nullable=False),
+    Column("channel", String(220), nullable=False),      # "email" or "webhook:<name>"
+    Column("status", String(20), nullable=False),
+    Column("attempts", Integer, nullable=False, default=0),
+    Column("next_attempt_at", UTCDateTime, nullable=False),
+    Column("last_error", Text),
+    Column("message_id", Text),
+    Column("digest_id", Integer),                        # the digest that carried it (queued ones)
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("sent_at", UTCDateTime),
+    UniqueConstraint("outbox_id", "route", "channel", name="deliveries_one_per_route_channel"),
+)
+Index("deliveries_due", deliveries.c.status, deliveries.c.next_attempt_at)
+Index("deliveries_route", deliveries.c.route, deliveries.c.channel, deliveries.c.status)
+
+#: one row per digest sent: per route AND channel, so a failing webhook never holds back (or
+#: repeats) the email digest of the same route; "updated since the last digest" reads sent_at
+digests = Table(
+    "digests", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("route", String(200), nullable=False),
+    Column("channel", String(220), nullable=False),
+    Column("seq", Integer, nullable=False),              # 1, 2, ... per route and channel
+    Column("message_id", Text, nullable=False),
+    Column("sent_at", UTCDateTime, nullable=False),
+    UniqueConstraint("route", "channel", "seq", name="digests_one_per_seq"),
+)
+
+#: what a digest said about each finding, so the next one can say "136 -> 300"
+digest_items = Table(
+    "digest_items", metadata,
+    Column("digest_id", Integer, ForeignKey("digests.id"), primary_key=True),
+    Column("finding_id", Integer, ForeignKey("findings.id"), primary_key=True),
+    Column("change", String(20), nullable=False),        # opened | reopened | updated
+    Column("count", Integer, nullable=False),
+    Column("distinct_values", Integer, nullable=False),
 )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import datetime, timezone
 from email import message_from_bytes, policy
 from email.message import EmailMessage
@@ -151,3 +152,40 @@ def test_render_without_optional_fields(finding: dict[str, Any]) -> None:
     finding["title"] = ""
     text, _ = parts(render(finding))
     assert "same-query-different-ids" in text and "kim" in text
+
+
+ACTIONS = {
+    "Acknowledge": "https://uw.example.com/a/AAA.sig1",
+    "Mark as coached": "https://uw.example.com/a/BBB.sig2",
+    "Not useful": "https://uw.example.com/a/CCC.sig3",
+}
+
+
+def test_action_links_appear_in_both_parts_before_the_details(finding: dict[str, Any]) -> None:
+    text, html = parts(render(finding, actions=ACTIONS))
+    for label, url in ACTIONS.items():
+        assert f"  {label + ':':<17}{url}" in text
+        assert f">{label}</a>" in html and f'href="{url}"' in html
+    assert text.index(ACTIONS["Acknowledge"]) < text.index("WHAT WE SAW")
+    assert html.index(ACTIONS["Not useful"]) < html.index("What we saw")
+    assert "opens a page where you confirm" in text and "opens a page where you confirm" in html
+
+
+def test_no_actions_no_action_section(finding: dict[str, Any]) -> None:
+    for actions in (None, {}):
+        text, html = parts(render(finding, actions=actions))
+        assert "ACT ON IT" not in text and "/a/" not in text and "/a/" not in html
+    assert parts(render(finding)) == parts(render(finding, actions=None))
+
+
+def test_action_links_are_escaped_and_only_http_is_clickable(finding: dict[str, Any]) -> None:
+    odd = {"Acknowledge": 'https://uw.example.com/a/x"><script>1</script>', "Not useful": "javascript:alert(1)"}
+    text, html = parts(render(finding, actions=odd))
+    assert "<script>1</script>" not in html and "&lt;script&gt;" in html
+    assert 'href="javascript:' not in html and "<code>javascript:alert(1)</code>" in html
+    assert re.search(r"Not useful: +javascript:alert\(1\)\n", text)
+
+
+def test_action_links_survive_redaction(finding: dict[str, Any]) -> None:
+    text, html = parts(render(finding, actions=ACTIONS, redact_values=True))
+    assert all(url in text and url in html for url in ACTIONS.values())

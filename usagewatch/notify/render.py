@@ -9,7 +9,7 @@ SQL, literal values) that ends up in an email:
 - every header value is stripped of CR/LF and other line breaks, so a user named
   ``"kim\\r\\nBcc: x"`` cannot add a header;
 - the HTML part is rendered with Jinja2 autoescaping on, and the how-to link is only made
-  clickable when it is an http(s) URL;
+  clickable when it is an http(s) URL (so are the action links);
 - with ``redact_values=True`` no literal value appears anywhere: sample values are replaced by a
   count, the raw ``sample_sql`` is left out, and any sample value that
   occurs in the title or the intervention text is masked (``normalized_sql`` already has
@@ -111,17 +111,27 @@ def _mask(text: str, values: Iterable[str]) -> str:
     return text
 
 
-def _context(
-    finding: Mapping[str, Any], howto_base_url: str | None, redact_values: bool
-) -> dict[str, Any]:
-    samples = [header_safe(v) for v in (finding.get("sample_values") or [])]
+def display_title(finding: Mapping[str, Any], redact_values: bool = False) -> str:
+    """The finding's title as one line (its subject and heading), sample values masked when redacting."""
     title = header_safe(finding.get("title") or "") or header_safe(
         f"{finding.get('rule', 'a rule')} matched queries of {finding.get('user') or 'a user'}"
     )
+    if redact_values:
+        title = _mask(title, [header_safe(v) for v in (finding.get("sample_values") or [])])
+    return title
+
+
+def _context(
+    finding: Mapping[str, Any],
+    howto_base_url: str | None,
+    redact_values: bool,
+    actions: Mapping[str, str] | None = None,
+) -> dict[str, Any]:
+    samples = [header_safe(v) for v in (finding.get("sample_values") or [])]
+    title = display_title(finding, redact_values)
     intervention = str(finding.get("intervention") or "")
     tables = [header_safe(t) for t in (dict(finding.get("details") or {}).get("tables") or [])]
     if redact_values:
-        title = _mask(title, samples)
         intervention = _mask(intervention, samples)
         shown_samples: list[str] = []
         samples_note = f"<{len(samples)} values redacted>" if samples else ""
@@ -156,6 +166,10 @@ def _context(
         "tables": tables,
         "redacted": redact_values,
         "show_command": f"usagewatch findings show {finding_id}",
+        # (label, url, clickable): what the reader acts on, shown first in both parts
+        "actions": [(header_safe(label), header_safe(url), _is_clickable(header_safe(url)))
+                     for label, url in (actions or {}).items()],
+        "action_label_width": max((len(header_safe(label)) for label in (actions or {})), default=0) + 1,
     }
 
 
@@ -168,13 +182,16 @@ def render_email(
     howto_base_url: str | None = None,
     redact_values: bool = False,
     now: datetime | None = None,
+    actions: Mapping[str, str] | None = None,
 ) -> EmailMessage:
     """Build the notification email for one finding (one outbox row).
 
+    ``actions`` maps a label ("Acknowledge") to the URL of its action link
+    (``usagewatch.web.links.action_links``); both parts then show them first, as buttons in HTML.
     ``now`` sets the Date header (defaults to the current time); everything else in the message
     depends only on the arguments, so rendering the same outbox row twice gives the same email.
     """
-    context = _context(finding, howto_base_url, redact_values)
+    context = _context(finding, howto_base_url, redact_values, actions)
     msg = EmailMessage(policy=_POLICY)
     subject = header_safe(f"{SUBJECT_PREFIX} {context['title']}")
     if len(subject) > MAX_SUBJECT_CHARS:

@@ -16,13 +16,16 @@ import threading
 import time
 from datetime import datetime, timezone
 from types import FrameType
+from typing import Any
 
+from apscheduler.schedulers.background import BackgroundScheduler
 from watchdog.events import FileSystemEvent, FileSystemEventHandler
 from watchdog.observers import Observer
 from watchdog.observers.api import BaseObserver, ObservedWatch
 
 from usagewatch.config import Config
 from usagewatch.errors import ConfigError, StoreError, UsagewatchError
+from usagewatch.notify.digest import digest_routes, run_digests
 from usagewatch.notify.routing import Channels, routes
 from usagewatch.notify.sender import Sender
 from usagewatch.pipeline import Pipeline
@@ -58,8 +61,11 @@ class Daemon:
         self.reload = threading.Event()  # rule files changed, or SIGHUP
         self.outbox_wake = threading.Event()
         self.pipeline = Pipeline(config, self.store, on_commit=lambda n: self.outbox_wake.set())
-        self.sender = (Sender(self.store, config.notify, Channels.from_config(config.notify), http=config.http)
+        self.channels = Channels.from_config(config.notify)
+        self.sender = (Sender(self.store, config.notify, self.channels, http=config.http)
                        if routes(config.notify) else None)
+        self.scheduler: BackgroundScheduler | None = None
+        self.web: Any = None
         self.observer: BaseObserver | None = None
         self._watches: dict[str, ObservedWatch] = {}
         self._unwatchable: set[str] = set()
@@ -136,6 +142,33 @@ class Daemon:
         log.info("rules reloaded: %d in force (%s)", len(rules),
                  ", ".join(f"{k}: {', '.join(v)}" for k, v in report.items() if v and k != "kept") or "no change")
 
+    def _start_jobs(self) -> None:
+        """Digests on their routes' intervals (APScheduler), and the action-link endpoint."""
+        routes_with_digest = digest_routes(self.config.notify)
+        if routes_with_digest:
+            self.scheduler = BackgroundScheduler(timezone=timezone.utc, daemon=True)
+            for r in routes_with_digest:
+                self.scheduler.add_job(self._digest, "interval", seconds=r.digest_every.total_seconds(),
+                                       args=[r.name], id=f"digest-{r.name}", coalesce=True, max_instances=1)
+            self.scheduler.start()
+        if self.config.http is not None:
+            from usagewatch.web.server import start_server  # only daemons with links need the web part
+
+            self.web = start_server(self.config.http, self.store)
+            log.info("action links served on %s", self.web.url)
+
+    def _digest(self, route: str) -> None:
+        try:
+            for result in run_digests(self.store, self.config.notify, self.channels,
+                                      datetime.now(timezone.utc), route=route):
+                if result.error:
+                    log.warning("digest %s via %s not sent (%s); it will be retried", route, result.channel,
+                                result.error)
+                elif result.findings:
+                    log.info("digest %s via %s sent: %d findings", route, result.channel, result.findings)
+        except Exception:  # a scheduled job must not die on one failure
+            log.exception("digest %s failed; it will be tried again at its next run", route)
+
     def _send_loop(self) -> None:
         assert self.sender is not None
         while not self.stop.is_set():
@@ -158,6 +191,7 @@ class Daemon:
     def run(self) -> None:
         self._install_signals()
         self._start_observer()
+        self._start_jobs()
         sender_thread = None
         if self.sender is not None:
             sender_thread = threading.Thread(target=self._send_loop, name="sender", daemon=True)
@@ -188,6 +222,10 @@ class Daemon:
             # stopping joins watchdog's reader threads, which can block; they are daemon threads
             # and die with the process, so never let them hold up a shutdown
             threading.Thread(target=self.observer.stop, name="observer-stop", daemon=True).start()
+        if self.scheduler is not None:
+            self.scheduler.shutdown(wait=False)
+        if self.web is not None:
+            self.web.stop()
         if sender_thread is not None:
             self.outbox_wake.set()
             sender_thread.join(timeout=10)

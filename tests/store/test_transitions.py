@@ -93,3 +93,26 @@ def test_cli_coached_dismiss_show_and_reports(tmp_path):
     r = run(cli, ["report", "sla", "--config", str(cfg), "--since", "7d"])
     assert r.exit_code == 0 and r.stdout.startswith("Findings opened in the last 7d: 2\n")
     assert "Acknowledged within 8h: 2 of 2" in r.stdout
+
+
+def test_concurrent_clicks_record_one_transition(tmp_path):
+    import threading
+
+    url = f"sqlite:///{tmp_path}/race.db"
+    first = Store(url)
+    first.commit(Batch([runs(20, 0)]))
+    stores = [Store(url) for _ in range(6)]
+    barrier = threading.Barrier(len(stores))
+
+    def click(s: Store) -> None:
+        barrier.wait()
+        s.transition(1, "acknowledged", "someone")
+
+    threads = [threading.Thread(target=click, args=(s,)) for s in stores]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert [h["action"] for h in first.history(1)] == ["opened", "acknowledged"]
+    for s in [first, *stores]:
+        s.close()

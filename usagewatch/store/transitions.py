@@ -50,8 +50,12 @@ def transition(conn: Connection, finding_id: int, action: str, actor: str, now: 
         values.update(coached_at=now, count_at_coaching=m["count"], acknowledged_at=m["acknowledged_at"] or now)
     else:
         values.update(resolved_at=now, acknowledged_at=m["acknowledged_at"] or now)
-    conn.execute(findings.update().where(findings.c.id == finding_id).values(**values))
-    record(conn, finding_id, action, actor, now, note)
+    # the status test is repeated in the UPDATE, so of two concurrent clicks only one changes the row
+    # (and records history); the other sees zero rows changed and, like a repeated click, does nothing
+    changed = conn.execute(findings.update().where(findings.c.id == finding_id, findings.c.status.in_(allowed))
+                           .values(**values)).rowcount
+    if changed:
+        record(conn, finding_id, action, actor, now, note)
 
 
 def add_runs(conn: Connection, finding_id: int, day: str, runs: int) -> None:

@@ -11,7 +11,6 @@ from typing import Any
 import pytest
 from click.testing import CliRunner, Result
 
-from tests.helpers import http as http_plugin
 from tests.helpers.configs import write_config
 from tests.helpers.http import HttpReceiver
 from tests.helpers.smtp import SmtpServer, free_port
@@ -22,7 +21,6 @@ from usagewatch.store import Batch, Store
 HOOK_TOKEN = "T0123ABCD/B0456EFGH/s3cr3tT0kenXYZ987654"
 
 # fixtures of tests/helpers/http.py, until tests/conftest.py registers it as a plugin
-http_receiver = http_plugin.http_receiver
 
 
 def invoke(*args: str) -> Result:

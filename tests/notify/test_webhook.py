@@ -10,7 +10,6 @@ from typing import Any
 
 import pytest
 
-from tests.helpers import http as http_plugin
 from tests.helpers.http import HttpReceiver
 from tests.helpers.smtp import free_port
 from usagewatch.config import WebhookConfig
@@ -26,8 +25,6 @@ ACTIONS = {
 }
 
 # fixtures of tests/helpers/http.py, until tests/conftest.py registers it as a plugin
-http_receiver = http_plugin.http_receiver
-https_receiver = http_plugin.https_receiver
 
 
 def hook(receiver: HttpReceiver, path: str = f"/services/{TOKEN}", **kw: Any) -> WebhookChannel:

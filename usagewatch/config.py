@@ -147,6 +147,7 @@ class EmailConfig(_Strict):
     )
     timeout: Duration = timedelta(seconds=30)
     verify: bool = True
+    ca_file: str | None = Field(default=None, description="A CA bundle to trust besides the system's (an internal CA).")
 
     def password(self) -> str | None:
         if not self.password_env:
@@ -330,6 +331,8 @@ def from_document(doc: Located, base: Path) -> Config:
     cfg.database = _resolve_sqlite(base, cfg.database)
     cfg.rules = [_resolve(base, r) for r in cfg.rules]
     cfg.rule_overrides = [_resolve(base, r) for r in cfg.rule_overrides]
+    if cfg.notify.email is not None and cfg.notify.email.ca_file:
+        cfg.notify.email.ca_file = _resolve(base, cfg.notify.email.ca_file)
     for s in cfg.sources:
         if s.url:
             s.url = _resolve_sqlite(base, s.url)

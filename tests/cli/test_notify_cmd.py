@@ -91,6 +91,30 @@ def test_starttls_without_verification_delivers(tmp_path: Path, smtp_tls_server:
     assert len(smtp_tls_server.wait_for(1)) == 1
 
 
+def test_starttls_with_an_internal_ca_delivers(tmp_path: Path, smtp_tls_server: SmtpServer) -> None:
+    """The production setup: STARTTLS, certificate verified against the company's own CA."""
+    path = config(tmp_path, email=email_cfg(smtp_tls_server, tls="starttls", ca_file=smtp_tls_server.ca_file))
+    r = invoke("notify", "test", "--config", path)
+    assert r.exit_code == 0, r.output
+    assert r.stdout.endswith("(STARTTLS): delivered\n")
+    assert len(smtp_tls_server.wait_for(1)) == 1
+
+
+def test_starttls_and_auth_against_a_relay_that_requires_both(
+        tmp_path: Path, smtp_tls_auth_server: SmtpServer, monkeypatch: pytest.MonkeyPatch) -> None:
+    srv = smtp_tls_auth_server
+    monkeypatch.setenv("UW_TEST_SMTP_PASSWORD", "wrong")
+    email = email_cfg(srv, tls="starttls", ca_file=srv.ca_file, username="usagewatch",
+                      password_env="UW_TEST_SMTP_PASSWORD")
+    r = invoke("notify", "test", "--config", config(tmp_path, email=email))
+    assert r.exit_code == 1 and "(STARTTLS): auth refused (535)" in r.stdout
+    assert srv.password is not None
+    monkeypatch.setenv("UW_TEST_SMTP_PASSWORD", srv.password)
+    r = invoke("notify", "test", "--config", config(tmp_path, email=email))
+    assert r.exit_code == 0, r.output
+    assert srv.wait_for(1)[0].login == "usagewatch"
+
+
 def test_relay_denied(tmp_path: Path, smtp_server: SmtpServer) -> None:
     smtp_server.fail_next("RCPT", "550 5.7.1 Relaying denied")
     r = invoke("notify", "test", "--config", config(tmp_path, email=email_cfg(smtp_server)))

@@ -259,6 +259,19 @@ def smtp_tls_server(smtp_tls_material: TlsMaterial) -> Iterator[SmtpServer]:
 
 
 @pytest.fixture
+def smtp_tls_auth_server(smtp_tls_material: TlsMaterial) -> Iterator[SmtpServer]:
+    """Requires STARTTLS first, then AUTH: what a company relay usually is."""
+    import ssl
+
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(smtp_tls_material.cert_file, smtp_tls_material.key_file)
+    server = SmtpServer(starttls_context=context, ca_file=str(smtp_tls_material.ca_file),
+                        credentials=("usagewatch", "correct horse battery staple"))
+    with running(server) as started:
+        yield started
+
+
+@pytest.fixture
 def smtp_blackhole() -> Iterator[tuple[str, int]]:
     """A listening socket that completes TCP connects but never says a word (never accepts)."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:

@@ -21,7 +21,7 @@ import click
 from usagewatch.cli import cli, config_option, load_config
 from usagewatch.config import Config, EmailConfig, NotifyConfig, WebhookConfig
 from usagewatch.errors import ConfigError, DeliveryError, UsagewatchError
-from usagewatch.notify.email import SmtpChannel, SmtpSettings
+from usagewatch.notify.email import SmtpChannel, smtp_settings
 from usagewatch.notify.payload import finding_body
 from usagewatch.notify.render import message_id, render_email
 from usagewatch.notify.webhook import WebhookChannel, safe_url
@@ -118,13 +118,6 @@ def targets(notify: NotifyConfig, route: str | None = None, channel: str | None 
 # -- trying them -------------------------------------------------------------------------------
 
 
-def smtp_settings(email: EmailConfig) -> SmtpSettings:
-    """The SMTP channel's settings from the config (the password from its environment variable)."""
-    return SmtpSettings(host=email.host, port=email.port, tls=email.tls, username=email.username,
-                        password=email.password(), timeout=email.timeout.total_seconds(), verify=email.verify,
-                        ca_file=getattr(email, "ca_file", None))
-
-
 def email_outcome(err: DeliveryError, email: EmailConfig) -> str:
     """What went wrong, in a few words and a remedy; the channel's full sentence when nothing shorter fits."""
     cause = err.__cause__
@@ -144,7 +137,7 @@ def email_outcome(err: DeliveryError, email: EmailConfig) -> str:
         return f"sender refused ({cause.smtp_code} {_words(cause.smtp_error)}): check notify.email.from"
     if isinstance(cause, ssl.SSLCertVerificationError):
         remedy = ("install the issuing CA in the system's trust store"
-                  + (" or point notify.email.ca_file at it" if "ca_file" in EmailConfig.model_fields else "")
+                  + " or point notify.email.ca_file at it"
                   + " (notify.email.verify: false skips the check: only for tests)")
         return f"certificate not trusted ({cause.verify_message or cause}): {remedy}"
     if isinstance(cause, ssl.SSLError):

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from email.message import EmailMessage
 from typing import Literal
 
+from usagewatch.config import EmailConfig
 from usagewatch.errors import DeliveryError
 
 log = logging.getLogger(__name__)
@@ -248,3 +249,10 @@ def _close_quietly(conn: smtplib.SMTP) -> None:
             conn.close()
         except Exception:
             pass
+
+
+def smtp_settings(email: EmailConfig) -> SmtpSettings:
+    """The SMTP channel's settings from the config (the password from its environment variable)."""
+    return SmtpSettings(host=email.host, port=email.port, tls=email.tls, username=email.username,
+                        password=email.password(), timeout=email.timeout.total_seconds(), verify=email.verify,
+                        ca_file=email.ca_file)

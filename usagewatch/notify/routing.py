@@ -55,15 +55,12 @@ class Channels:
 
     @classmethod
     def from_config(cls, cfg: NotifyConfig) -> Channels:
-        from usagewatch.notify.email import SmtpChannel, SmtpSettings
+        from usagewatch.notify.email import SmtpChannel, smtp_settings
         from usagewatch.notify.webhook import WebhookChannel
 
         email = None
         if cfg.email is not None:
-            e = cfg.email
-            email = SmtpChannel(SmtpSettings(host=e.host, port=e.port, tls=e.tls, username=e.username,
-                                             password=e.password(), timeout=e.timeout.total_seconds(),
-                                             verify=e.verify))
+            email = SmtpChannel(smtp_settings(cfg.email))
         return cls(email, {w.name: WebhookChannel(w) for w in cfg.webhooks})
 
     def email_sender(self) -> EmailSender:

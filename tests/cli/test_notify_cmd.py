@@ -247,3 +247,19 @@ def test_preview_unknown_finding(stored: str) -> None:
     r = invoke("notify", "preview", "9", "--config", stored)
     assert r.exit_code == 1
     assert r.stderr == "Error: there is no finding 9. `usagewatch findings list` shows them.\n"
+
+
+def test_preview_shows_the_action_links_the_email_will_carry(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from tests.store.test_store import update
+    from usagewatch.store import Batch, Store
+
+    monkeypatch.setenv("USAGEWATCH_LINK_SECRET", "preview secret")
+    path = tmp_path / "c.yaml"
+    path.write_text(f"database: sqlite:///{tmp_path}/uw.db\n"
+                    "http: {public_url: 'https://uw.example.com'}\n")
+    store = Store(f"sqlite:///{tmp_path}/uw.db")
+    store.commit(Batch([update(136)]))
+    store.close()
+    r = invoke("notify", "preview", "--config", str(path), "1")
+    assert r.exit_code == 0, r.output
+    assert "Acknowledge:" in r.stdout and "https://uw.example.com/a/" in r.stdout

@@ -107,3 +107,17 @@ def test_only_the_routes_findings_are_in_its_digest_and_webhooks_get_a_digest_bo
     assert message_id == "<usagewatch.digest1.team.webhook-chat@example.com>"
     assert smtp_server.messages == []  # kim's immediate email is the sender's job, not the digest's
     assert isinstance(channels.webhooks["chat"], Hook)
+
+
+def test_a_coached_user_doing_it_again_is_called_out_in_the_digest(store, smtp_server):
+    clock = Clock()
+    cfg = notify_cfg(smtp_server, routes=ROUTES)
+    channels = channels_for(smtp_server)
+    store.commit(Batch([finding("kim", 136)]), now=clock.now)
+    clock.now += timedelta(hours=1)
+    run_digests(store, cfg, channels, clock.now)
+    store.transition(1, "coached", "ann", now=clock.now)
+    store.commit(Batch([finding("kim", 140)]), now=clock.now)
+    clock.now += timedelta(hours=1)
+    run_digests(store, cfg, channels, clock.now)
+    assert "recurred after coaching: 136 -> 140 runs" in body(smtp_server.wait_for(2)[1])

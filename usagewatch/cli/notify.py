@@ -24,6 +24,7 @@ from usagewatch.errors import ConfigError, DeliveryError, UsagewatchError
 from usagewatch.notify.email import SmtpChannel, smtp_settings
 from usagewatch.notify.payload import finding_body
 from usagewatch.notify.render import message_id, render_email
+from usagewatch.notify.sender import actions_for
 from usagewatch.notify.webhook import WebhookChannel, safe_url
 from usagewatch.registry import did_you_mean
 from usagewatch.store import Store
@@ -254,13 +255,14 @@ def preview(cfg: Config, finding_id: int, fmt: str) -> str:
         store.close()
     if finding is None:
         raise UsagewatchError(f"there is no finding {finding_id}. `usagewatch findings list` shows them.")
+    actions = actions_for(cfg.http, finding_id, datetime.now(timezone.utc))  # as the sender would add them
     if fmt in ("json", "slack"):
         body = finding_body(finding, event="opened", style="json" if fmt == "json" else "slack",
-                            redact_values=notify.redact_values, actions=None, howto_base_url=notify.howto_base_url)
+                            redact_values=notify.redact_values, actions=actions, howto_base_url=notify.howto_base_url)
         return json.dumps(body, indent=2, ensure_ascii=False) + "\n"
     sender = notify.email.from_ if notify.email else PREVIEW_FROM
     recipients = notify.email.to if notify.email else [PREVIEW_TO]
-    msg = render_email(finding, outbox_id=0, sender=sender, recipients=recipients,
+    msg = render_email(finding, outbox_id=0, sender=sender, recipients=recipients, actions=actions,
                        howto_base_url=notify.howto_base_url, redact_values=notify.redact_values)
     if fmt == "eml":
         return msg.as_string()

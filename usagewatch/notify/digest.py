@@ -76,10 +76,12 @@ def run_digests(store: Store, cfg: NotifyConfig, channels: Channels, now: dateti
     return results
 
 
-def _change(event: str, previous: int | None, count: int) -> str:
+def _change(event: str, previous: int | None, count: int, status: str = "open") -> str:
     if event != "updated":
         return event
-    return f"{previous} -> {count} runs" if previous is not None else f"now {count} runs"
+    grown = f"{previous} -> {count} runs" if previous is not None else f"now {count} runs"
+    # the point of coaching is that it stops: say plainly when it did not
+    return f"recurred after coaching: {grown}" if status == "coached" else grown
 
 
 def gather(store: Store, route: RouteConfig, channel: str) -> tuple[list[dict[str, Any]], list[int]]:
@@ -94,7 +96,7 @@ def gather(store: Store, route: RouteConfig, channel: str) -> tuple[list[dict[st
     for u in dq.grown(store, route.name, channel):
         f = store.finding(u["finding_id"])
         if f is not None and f["id"] not in rows:
-            rows[f["id"]] = {**f, "change": _change("updated", u["previous_count"], f["count"]),
+            rows[f["id"]] = {**f, "change": _change("updated", u["previous_count"], f["count"], f["status"]),
                              "event": "updated", "previous_count": u["previous_count"]}
     return list(rows.values()), [d["id"] for d in queued]
 

@@ -219,6 +219,8 @@ class NotifyConfig(_Strict):
     )
     redact_values: bool = False
     retry: RetryConfig = Field(default_factory=RetryConfig)
+    status_every: Duration | None = Field(
+        default=None, description="Email notify.email.to a status report (service levels, open work) this often, e.g. 7d.")
 
     @model_validator(mode="after")
     def _references(self) -> NotifyConfig:
@@ -232,6 +234,8 @@ class NotifyConfig(_Strict):
                 raise ValueError(f'route "{r.name}" sends email but notify.email (the server) is not configured')
             if not (r.email_to or r.webhooks):
                 raise ValueError(f'route "{r.name}" sends nothing: give email_to or webhooks')
+        if self.status_every is not None and self.email is None:
+            raise ValueError("status_every needs notify.email (the status report is an email)")
         return self
 
 

@@ -28,6 +28,7 @@ from usagewatch.errors import ConfigError, StoreError, UsagewatchError
 from usagewatch.notify.digest import digest_routes, run_digests
 from usagewatch.notify.routing import Channels, routes
 from usagewatch.notify.sender import Sender
+from usagewatch.notify.status import status_email
 from usagewatch.pipeline import Pipeline
 from usagewatch.rules import load_rules
 from usagewatch.store import Store
@@ -145,11 +146,15 @@ class Daemon:
     def _start_jobs(self) -> None:
         """Digests on their routes' intervals (APScheduler), and the action-link endpoint."""
         routes_with_digest = digest_routes(self.config.notify)
-        if routes_with_digest:
+        status_every = self.config.notify.status_every
+        if routes_with_digest or status_every:
             self.scheduler = BackgroundScheduler(timezone=timezone.utc, daemon=True)
             for r in routes_with_digest:
                 self.scheduler.add_job(self._digest, "interval", seconds=r.digest_every.total_seconds(),
                                        args=[r.name], id=f"digest-{r.name}", coalesce=True, max_instances=1)
+            if status_every:
+                self.scheduler.add_job(self._status, "interval", seconds=status_every.total_seconds(),
+                                       id="status", coalesce=True, max_instances=1)
             self.scheduler.start()
         if self.config.http is not None:
             from usagewatch.web.server import start_server  # only daemons with links need the web part
@@ -168,6 +173,15 @@ class Daemon:
                     log.info("digest %s via %s sent: %d findings", route, result.channel, result.findings)
         except Exception:  # a scheduled job must not die on one failure
             log.exception("digest %s failed; it will be tried again at its next run", route)
+
+    def _status(self) -> None:
+        every = self.config.notify.status_every
+        try:
+            assert every is not None and self.channels.email is not None
+            self.channels.email.send(status_email(self.store, self.config, datetime.now(timezone.utc), every))
+            log.info("status report sent to %s", ", ".join(self.config.notify.email.to))  # type: ignore[union-attr]
+        except Exception as exc:  # next time, then; the report is a summary, not an alert
+            log.warning("status report not sent: %s", exc)
 
     def _send_loop(self) -> None:
         assert self.sender is not None

@@ -10,6 +10,8 @@ import click
 from usagewatch.cli import cli, config_option, load_config
 from usagewatch.durations import format_duration, parse_duration
 from usagewatch.errors import UsagewatchError
+from usagewatch.notify.email import SmtpChannel, smtp_settings
+from usagewatch.notify.status import status_email
 from usagewatch.store import Store
 
 
@@ -75,3 +77,28 @@ def rules_cmd(config_path: str | None, fmt: str) -> None:
              "<- many false positives: tune or disable this rule" if r["flagged"] else "") for r in rows]
     widths = [max(len(x[i]) for x in [head, *body]) for i in range(len(head))]
     click.echo("\n".join("  ".join(c.ljust(w) for c, w in zip(x, widths, strict=True)).rstrip() for x in [head, *body]))
+
+
+@report_group.command("status")
+@config_option
+@click.option("--since", default="7d", show_default=True, help="The period it covers.")
+@click.option("--send", is_flag=True, help="Email it to notify.email.to instead of printing it.")
+def status_cmd(config_path: str | None, since: str, send: bool) -> None:
+    """The support team's status report (what the daemon emails every notify.status_every)."""
+    cfg = load_config(config_path)
+    if cfg.notify.email is None:
+        raise UsagewatchError("the status report is an email: configure notify.email first.")
+    try:
+        period = parse_duration(since)
+    except ValueError as exc:
+        raise UsagewatchError(f"--since: {exc}.") from None
+    store = Store(cfg.database, cfg.notify.howto_base_url)
+    msg = status_email(store, cfg, datetime.now(timezone.utc), period)
+    if not send:
+        part = msg.get_body(("plain",))
+        assert part is not None
+        click.echo(f"Subject: {msg['Subject']}\n")
+        click.echo(part.get_content().rstrip())
+        return
+    SmtpChannel(smtp_settings(cfg.notify.email)).send(msg)
+    click.echo(f"Status report sent to {', '.join(cfg.notify.email.to)}.")

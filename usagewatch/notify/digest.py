@@ -19,18 +19,15 @@ import logging
 from dataclasses import dataclass
 from datetime import datetime
 from email.message import EmailMessage
-from email.utils import format_datetime
 from typing import Any
 
 from usagewatch.config import NotifyConfig, RouteConfig
 from usagewatch.durations import format_duration
 from usagewatch.errors import DeliveryError
 from usagewatch.notify.render import (
-    _HTML_ENV,
-    _POLICY,
-    _TEXT_ENV,
     SUBJECT_PREFIX,
     _is_clickable,
+    compose,
     header_safe,
     howto_url,
 )
@@ -159,16 +156,10 @@ def render_digest(store: Store, cfg: NotifyConfig, route: RouteConfig, rows: lis
     context = _context(cfg, route, rows)
     parts = [f"{context['new']} new"] if context["new"] else []
     parts += [f"{context['updated']} updated"] if context["updated"] else []
-    msg = EmailMessage(policy=_POLICY)
-    msg["Subject"] = header_safe(f"{SUBJECT_PREFIX} Digest ({route.name}): {', '.join(parts) or 'no change'}")
-    msg["From"] = header_safe(cfg.email.from_)
-    msg["To"] = ", ".join(t for t in (header_safe(t) for t in route.email_to) if t)
-    msg["Date"] = format_datetime(now)
-    msg["Message-ID"] = message_id
-    msg["Auto-Submitted"] = "auto-generated"
+    msg = compose(template="digest", context=context, sender=cfg.email.from_, recipients=route.email_to,
+                  subject=f"{SUBJECT_PREFIX} Digest ({route.name}): {', '.join(parts) or 'no change'}",
+                  now=now, message_id=message_id)
     msg["X-Usagewatch-Route"] = header_safe(route.name)
     first = dq.first_message_ids(store, [r["id"] for r in rows])
     thread_headers(msg, [first[r["id"]] for r in rows if r["id"] in first])
-    msg.set_content(_TEXT_ENV.get_template("digest.txt.j2").render(context), charset="utf-8")
-    msg.add_alternative(_HTML_ENV.get_template("digest.html.j2").render(context), subtype="html", charset="utf-8")
     return msg

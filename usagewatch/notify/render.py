@@ -209,3 +209,19 @@ def render_email(
         _HTML_ENV.get_template("finding.html.j2").render(context), subtype="html", charset="utf-8"
     )
     return msg
+
+
+def compose(*, template: str, context: Mapping[str, Any], subject: str, sender: str, recipients: Sequence[str],
+            now: datetime, message_id: str) -> EmailMessage:
+    """A text + HTML email from ``<template>.txt.j2`` and ``<template>.html.j2`` (HTML autoescaped),
+    with the headers every usagewatch email carries, each stripped of CR/LF (digests, status)."""
+    msg = EmailMessage(policy=_POLICY)
+    msg["Subject"] = header_safe(subject)
+    msg["From"] = header_safe(sender)
+    msg["To"] = ", ".join(t for t in (header_safe(t) for t in recipients) if t)
+    msg["Date"] = format_datetime(now)
+    msg["Message-ID"] = message_id
+    msg["Auto-Submitted"] = "auto-generated"  # RFC 3834: no vacation replies to this
+    msg.set_content(_TEXT_ENV.get_template(f"{template}.txt.j2").render(context), charset="utf-8")
+    msg.add_alternative(_HTML_ENV.get_template(f"{template}.html.j2").render(context), subtype="html", charset="utf-8")
+    return msg

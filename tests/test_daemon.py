@@ -238,3 +238,31 @@ def test_an_emailed_acknowledge_link_acknowledges_the_finding(tmp_path, smtp_ser
     finally:
         if proc.poll() is None:
             proc.kill()
+
+
+def test_a_digest_route_batches_findings_into_one_email_on_schedule(tmp_path, smtp_server):
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    cfg = write_config(
+        tmp_path, [{"name": "warehouse", "format": "postgres-csvlog", "paths": [f"{logs}/*.csv"]}],
+        notify={"email": {"host": smtp_server.host, "port": smtp_server.port, "from": "usagewatch@example.com",
+                          "to": ["dw-support@example.com"]},
+                "routes": [{"name": "team", "email_to": ["team@example.com"], "mode": "digest",
+                            "digest_every": "2s"}]},
+        follow={"rescan_interval": "500ms", "idle_flush": "500ms"},
+    )
+    daemon_log = tmp_path / "daemon.log"
+    proc = start_daemon(cfg, daemon_log)
+    try:
+        (logs / "postgresql.csv").write_bytes(SAMPLE_LOG.read_bytes())
+        (digest,) = smtp_server.wait_for(1, timeout=30)
+        time.sleep(4.5)  # two more digest intervals: nothing new, so no more email
+        assert len(smtp_server.messages) == 1
+        assert stop(proc, daemon_log) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert digest.message["Subject"] == "[usagewatch] Digest (team): 3 new"
+    assert digest.rcpt_tos == ("team@example.com",)
+    text = digest.message.get_body(("plain",)).get_content()
+    assert all(user in text for user in ("kim", "bi_tool", "dash"))

@@ -255,6 +255,27 @@ class HttpConfig(_Strict):
         return value.encode()
 
 
+class RetentionConfig(_Strict):
+    """How long history is kept, so the store stays bounded on a year-long run."""
+
+    closed_findings: Duration = Field(default=timedelta(days=365),
+                                      description="Resolved or dismissed findings older than this are deleted.")
+    evidence: Duration = Field(default=timedelta(days=90),
+                               description="Sent notifications, daily run counts and history older than this.")
+    every: Duration = Field(default=timedelta(hours=6), description="How often the retention job runs.")
+
+
+class MetricsConfig(_Strict):
+    """A Prometheus endpoint (prometheus-client)."""
+
+    listen: str = Field(default="127.0.0.1:9187", description="host:port of /metrics.")
+
+
+class LogConfig(_Strict):
+    format: Literal["logfmt", "json", "text"] = Field(default="logfmt", description="One line per event, to stderr.")
+    level: Literal["debug", "info", "warning", "error"] = "info"
+
+
 class SlaConfig(_Strict):
     """Service levels the support team sets itself."""
 
@@ -282,6 +303,9 @@ class Config(_Strict):
     notify: NotifyConfig = Field(default_factory=NotifyConfig)
     http: HttpConfig | None = None
     sla: SlaConfig = Field(default_factory=SlaConfig)
+    retention: RetentionConfig = Field(default_factory=RetentionConfig)
+    metrics: MetricsConfig | None = None
+    log: LogConfig = Field(default_factory=LogConfig)
     follow: FollowConfig = Field(default_factory=FollowConfig)
 
     path: str | None = Field(default=None, exclude=True, description="internal: the file this came from")

@@ -18,17 +18,15 @@ from datetime import datetime, timezone
 from types import FrameType
 from typing import Any
 
-from apscheduler.schedulers.background import BackgroundScheduler
 from watchdog.events import FileSystemEvent, FileSystemEventHandler
 from watchdog.observers import Observer
 from watchdog.observers.api import BaseObserver, ObservedWatch
 
 from usagewatch.config import Config
 from usagewatch.errors import ConfigError, StoreError, UsagewatchError
-from usagewatch.notify.digest import digest_routes, run_digests
+from usagewatch.jobs import Jobs
 from usagewatch.notify.routing import Channels, routes
 from usagewatch.notify.sender import Sender
-from usagewatch.notify.status import status_email
 from usagewatch.pipeline import Pipeline
 from usagewatch.rules import load_rules
 from usagewatch.store import Store
@@ -65,7 +63,7 @@ class Daemon:
         self.channels = Channels.from_config(config.notify)
         self.sender = (Sender(self.store, config.notify, self.channels, http=config.http)
                        if routes(config.notify) else None)
-        self.scheduler: BackgroundScheduler | None = None
+        self.jobs = Jobs(config, self.store, self.channels)
         self.web: Any = None
         self.observer: BaseObserver | None = None
         self._watches: dict[str, ObservedWatch] = {}
@@ -144,44 +142,13 @@ class Daemon:
                  ", ".join(f"{k}: {', '.join(v)}" for k, v in report.items() if v and k != "kept") or "no change")
 
     def _start_jobs(self) -> None:
-        """Digests on their routes' intervals (APScheduler), and the action-link endpoint."""
-        routes_with_digest = digest_routes(self.config.notify)
-        status_every = self.config.notify.status_every
-        if routes_with_digest or status_every:
-            self.scheduler = BackgroundScheduler(timezone=timezone.utc, daemon=True)
-            for r in routes_with_digest:
-                self.scheduler.add_job(self._digest, "interval", seconds=r.digest_every.total_seconds(),
-                                       args=[r.name], id=f"digest-{r.name}", coalesce=True, max_instances=1)
-            if status_every:
-                self.scheduler.add_job(self._status, "interval", seconds=status_every.total_seconds(),
-                                       id="status", coalesce=True, max_instances=1)
-            self.scheduler.start()
+        """Scheduled jobs (digests, status report) and the action-link endpoint."""
+        self.jobs.start()
         if self.config.http is not None:
             from usagewatch.web.server import start_server  # only daemons with links need the web part
 
             self.web = start_server(self.config.http, self.store)
             log.info("action links served on %s", self.web.url)
-
-    def _digest(self, route: str) -> None:
-        try:
-            for result in run_digests(self.store, self.config.notify, self.channels,
-                                      datetime.now(timezone.utc), route=route):
-                if result.error:
-                    log.warning("digest %s via %s not sent (%s); it will be retried", route, result.channel,
-                                result.error)
-                elif result.findings:
-                    log.info("digest %s via %s sent: %d findings", route, result.channel, result.findings)
-        except Exception:  # a scheduled job must not die on one failure
-            log.exception("digest %s failed; it will be tried again at its next run", route)
-
-    def _status(self) -> None:
-        every = self.config.notify.status_every
-        try:
-            assert every is not None and self.channels.email is not None
-            self.channels.email.send(status_email(self.store, self.config, datetime.now(timezone.utc), every))
-            log.info("status report sent to %s", ", ".join(self.config.notify.email.to))  # type: ignore[union-attr]
-        except Exception as exc:  # next time, then; the report is a summary, not an alert
-            log.warning("status report not sent: %s", exc)
 
     def _send_loop(self) -> None:
         assert self.sender is not None
@@ -236,8 +203,7 @@ class Daemon:
             # stopping joins watchdog's reader threads, which can block; they are daemon threads
             # and die with the process, so never let them hold up a shutdown
             threading.Thread(target=self.observer.stop, name="observer-stop", daemon=True).start()
-        if self.scheduler is not None:
-            self.scheduler.shutdown(wait=False)
+        self.jobs.stop()
         if self.web is not None:
             self.web.stop()
         if sender_thread is not None:

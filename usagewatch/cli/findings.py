@@ -8,6 +8,7 @@ import json
 import click
 
 from usagewatch.cli import cli, config_option, load_config
+from usagewatch.cli.output import aligned
 from usagewatch.errors import UsagewatchError
 from usagewatch.store import Store
 
@@ -25,8 +26,7 @@ def table(rows: list[dict]) -> str:
     head = ("ID", "RULE", "USER", "STATUS", "RUNS", "DISTINCT", "VARYING", "LAST SEEN")
     body = [(str(f["id"]), f["rule"], f["user"] or "", f["status"], str(f["count"]), str(f["distinct_values"]),
              ",".join(f["varying"]) or "-", f["last_seen"][:19].replace("T", " ")) for f in rows]
-    widths = [max(len(r[i]) for r in [head, *body]) for i in range(len(head))]
-    return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in [head, *body])
+    return aligned(head, body)
 
 
 @cli.group("findings")

@@ -10,6 +10,7 @@ from typing import Any
 import click
 
 from usagewatch.cli import cli, config_option, load_config
+from usagewatch.cli.output import aligned
 from usagewatch.errors import UsagewatchError
 from usagewatch.store import Store
 from usagewatch.store import deliveries as dq
@@ -36,8 +37,7 @@ def table(rows: list[dict[str, Any]]) -> str:
     head = ("ID", "FINDING", "ROUTE", "CHANNEL", "STATUS", "ATTEMPTS", "NEXT ATTEMPT", "LAST ERROR")
     body = [(str(d["id"]), str(d["finding"]), d["route"], d["channel"], d["status"], str(d["attempts"]),
              (d["next_attempt"] or "-")[:19].replace("T", " "), d["last_error"] or "-") for d in rows]
-    widths = [max(len(r[i]) for r in [head, *body]) for i in range(len(head))]
-    return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in [head, *body])
+    return aligned(head, body)
 
 
 @cli.group("outbox")

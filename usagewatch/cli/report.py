@@ -8,6 +8,7 @@ from datetime import datetime, timezone
 import click
 
 from usagewatch.cli import cli, config_option, load_config
+from usagewatch.cli.output import aligned
 from usagewatch.durations import format_duration, parse_duration
 from usagewatch.errors import UsagewatchError
 from usagewatch.notify.email import SmtpChannel, smtp_settings
@@ -75,8 +76,7 @@ def rules_cmd(config_path: str | None, fmt: str) -> None:
     body = [(r["rule"], str(r["findings"]), str(r["acknowledged"]), str(r["coached"]), str(r["recurred"]),
              f"{r['false_positives']} ({r['false_positive_rate']:.0%})",
              "<- many false positives: tune or disable this rule" if r["flagged"] else "") for r in rows]
-    widths = [max(len(x[i]) for x in [head, *body]) for i in range(len(head))]
-    click.echo("\n".join("  ".join(c.ljust(w) for c, w in zip(x, widths, strict=True)).rstrip() for x in [head, *body]))
+    click.echo(aligned(head, body))
 
 
 @report_group.command("status")

@@ -9,6 +9,7 @@ from typing import Any
 import click
 
 from usagewatch.cli import cli, config_option, load_config
+from usagewatch.cli.output import aligned
 from usagewatch.config import Config
 from usagewatch.pipeline import make_source
 from usagewatch.store import Store
@@ -51,8 +52,7 @@ def _table(rows: list[dict[str, Any]]) -> str:
              "-" if r["behind"] is None else f"{r['behind']:,}", f"{r['records']:,}",
              ", ".join(f"{k} {v}" for k, v in sorted(r["bad"].items())) or "-",
              (r["last_query"] or "-")[:19].replace("T", " ")) for r in rows]
-    widths = [max(len(x[i]) for x in [head, *body]) for i in range(len(head))]
-    return "\n".join("  ".join(c.ljust(w) for c, w in zip(x, widths, strict=True)).rstrip() for x in [head, *body])
+    return aligned(head, body)
 
 
 @cli.command("sources")

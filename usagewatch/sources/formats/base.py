@@ -8,11 +8,13 @@ The file reader owns offsets and checkpoints; a format never touches a file.
 
 from __future__ import annotations
 
+import json
 from collections import Counter
 from typing import Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict
 
+from usagewatch.errors import BadRecord
 from usagewatch.model import QueryEvent
 from usagewatch.registry import Registry
 
@@ -91,3 +93,20 @@ class LogFormat:
 
 
 formats: Registry[LogFormat] = Registry("log format")
+
+_decode_json = json.JSONDecoder().decode
+
+
+def json_object(text: str) -> dict[str, Any]:
+    """One JSON-lines record as a dict; ``BadRecord`` (json-empty, json-invalid, json-not-object)
+    otherwise. Shared by every JSON-lines format so they count bad lines alike."""
+    text = text.strip().lstrip("\ufeff")
+    if not text:
+        raise BadRecord("json-empty", "blank line")
+    try:
+        obj = _decode_json(text)
+    except ValueError as exc:
+        raise BadRecord("json-invalid", str(exc)[:200]) from None
+    if not isinstance(obj, dict):
+        raise BadRecord("json-not-object", type(obj).__name__)
+    return obj

@@ -9,20 +9,17 @@ serve both formats and makes the two logs of one server give identical events.
 
 from __future__ import annotations
 
-import json
 from collections import Counter
 from typing import Any
 
 from usagewatch.errors import BadRecord
-from usagewatch.sources.formats.base import FormatOptions, LogFormat, formats
+from usagewatch.sources.formats.base import FormatOptions, LogFormat, formats, json_object
 from usagewatch.sources.formats.postgres_csvlog import frame_lines
 from usagewatch.sources.formats.postgres_events import (
     PostgresAssembler,
     parse_log_time,
     to_int,
 )
-
-_loads = json.JSONDecoder().decode
 
 
 @formats.register("postgres-jsonlog")
@@ -39,15 +36,7 @@ class PostgresJsonlog(LogFormat):
         return frame_lines(data, at_eof, quoted=False)
 
     def parse(self, raw: bytes) -> dict[str, Any]:
-        text = raw.decode("utf-8", errors="replace").strip()
-        if not text:
-            raise BadRecord("json-empty", "blank line")
-        try:
-            obj = _loads(text)
-        except ValueError as exc:
-            raise BadRecord("json-invalid", str(exc)[:200]) from None
-        if not isinstance(obj, dict):
-            raise BadRecord("json-not-object", type(obj).__name__)
+        obj = json_object(raw.decode("utf-8", errors="replace"))
         get = obj.get
         stamp = get("timestamp")
         if not isinstance(stamp, str):

@@ -40,7 +40,7 @@ from pydantic import field_validator
 
 from usagewatch.errors import BadRecord
 from usagewatch.model import QueryEvent
-from usagewatch.sources.formats.base import Assembler, FormatOptions, LogFormat
+from usagewatch.sources.formats.base import Assembler, FormatOptions, LogFormat, json_object
 from usagewatch.sources.formats.postgres_csvlog import frame_lines
 
 CSV_VALUES = "\x00csv"
@@ -306,16 +306,7 @@ class RowsFormat(LogFormat):
                 return {CSV_VALUES: next(csv.reader((text,), delimiter=self.delimiter))}
             except (csv.Error, StopIteration) as exc:
                 raise BadRecord("csv-invalid", str(exc)[:200]) from None
-        text = text.strip().lstrip("\ufeff")
-        if not text:
-            raise BadRecord("json-empty", "blank line")
-        try:
-            obj = _loads(text)
-        except ValueError as exc:
-            raise BadRecord("json-invalid", str(exc)[:200]) from None
-        if not isinstance(obj, dict):
-            raise BadRecord("json-not-object", type(obj).__name__)
-        return obj
+        return json_object(text)
 
     def dialect_name(self) -> str:
         return self.dialect

@@ -176,7 +176,10 @@ def test_rules_reload_live_and_a_broken_edit_keeps_the_previous_rules(tmp_path):
         mark = len(daemon_log.read_text())
         rule.write_text(RULES.read_text().replace("kind: varying_literals", "kind: varying_literal"))
         got = wait_for_log(daemon_log, "the previous 1 rules stay in force", mark)
-        assert f'{rule}:4:7: unknown rule kind "varying_literal". Did you mean "varying_literals"?' in got
+        from usagewatch.logs import parse_logfmt  # the daemon logs logfmt by default: quotes come escaped
+
+        assert f'{rule}:4:7: unknown rule kind "varying_literal". Did you mean "varying_literals"?' in [
+            parse_logfmt(ln).get("msg") for ln in got.splitlines()]
         mark = len(daemon_log.read_text())
         rule.write_text(RULES.read_text())  # min_runs: 2 — the matching logic changed: windows start empty
         wait_for_log(daemon_log, "rules reloaded: 1 in force (changed: count-ids)", mark)

@@ -15,7 +15,8 @@ from typing import Callable, Iterator
 
 from usagewatch.config import Config, FollowConfig, SourceConfig
 from usagewatch.errors import SourceError
-from usagewatch.model import NormalizedEvent
+from usagewatch.metrics import Metrics
+from usagewatch.model import FindingUpdate, NormalizedEvent
 from usagewatch.normalize import Normalizer
 from usagewatch.rules import RuleEngine, load_rules
 from usagewatch.sources import Source
@@ -68,6 +69,7 @@ class Pipeline:
             make_source(s, config.follow) for s in config.sources]
         self.on_commit = on_commit
         self.stats = Stats()
+        self.metrics = Metrics(config, store)
         self._normalizers: dict[str, Normalizer] = {}
         self.engine = RuleEngine(load_rules(config.rules, config.rule_overrides))
         self.reload_state()
@@ -90,12 +92,16 @@ class Pipeline:
     def step(self, chunk: Chunk) -> None:
         """Normalize, evaluate and commit one chunk (see module docstring)."""
         touched: list[tuple[str, str]] = []
+        unparsed = 0
         for ev in chunk.events:
             q = self.normalizer(ev.dialect).normalize(ev.sql, ev.params)
             if not q.parsed:
-                self.stats.unparsed_sql += 1
+                unparsed += 1
             touched.extend(self.engine.feed(NormalizedEvent(ev, q)))
         updates = self.engine.updates(touched)
+        evaluations = dict(self.engine.evaluations_by_rule)
+        self.engine.evaluations_by_rule.clear()
+        self.stats.unparsed_sql += unparsed
         result = self.store.commit(Batch(updates, [chunk.cursor], self.engine.take_state()))
         s = self.stats
         s.files.add(chunk.path)
@@ -106,10 +112,27 @@ class Pipeline:
         s.bytes_read += chunk.bytes_read
         s.new_findings += len(result.new_findings)
         s.updated_findings.update(result.updated_findings)
-        for fid, title in result.new_findings.items():
-            log.info("new finding %d: %s", fid, title)
+        opened = self._rules_of(result.new_findings, updates)
+        for (fid, title), rule in zip(result.new_findings.items(), opened, strict=True):
+            log.info("new finding %d: %s", fid, title, extra={"finding": fid, "rule": rule, "source": chunk.source})
+        self.metrics.observe(chunk, unparsed, evaluations, opened)
         if result.new_outbox and self.on_commit:
             self.on_commit(result.new_outbox)
+
+    def _rules_of(self, new_findings: dict[int, str], updates: list[FindingUpdate]) -> list[str]:
+        """The rule of each new finding (for metrics): by its title among the batch's updates, or
+        from the store when two rules gave the same title."""
+        by_title: dict[str, set[str]] = {}
+        for u in updates:
+            by_title.setdefault(u.title, set()).add(u.rule)
+        out = []
+        for fid, title in new_findings.items():
+            rules = by_title.get(title, set())
+            if len(rules) != 1:
+                f = self.store.finding(fid)
+                rules = {f["rule"]} if f else {"unknown"}
+            out.append(next(iter(rules)))
+        return out
 
     def chunks(self, at_eof: bool, keep_going: bool = False) -> Iterator[Chunk]:
         """Every source's new chunks. With ``keep_going`` (the daemon) a source that fails (a polled

@@ -7,9 +7,7 @@ print as ``Error: <sentence>`` (config problems as ``path:line:col: message`` li
 
 from __future__ import annotations
 
-import logging
 import os
-import sys
 from pathlib import Path
 
 import click
@@ -17,6 +15,7 @@ import click
 from usagewatch import __version__
 from usagewatch import config as config_mod
 from usagewatch.errors import ConfigError, UsagewatchError
+from usagewatch.logs import setup_logging
 
 
 def load_config(path: str | None) -> config_mod.Config:
@@ -60,8 +59,7 @@ def cli(ctx: click.Context, debug: bool) -> None:
     """Watch a data warehouse's query logs and tell the support team who could use a hand."""
     ctx.ensure_object(dict)
     ctx.obj["debug"] = debug
-    logging.basicConfig(level=logging.DEBUG if debug else logging.WARNING, stream=sys.stderr,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    setup_logging("text", "debug" if debug else "warning")  # `run` switches to the config's log: format
 
 
 def main() -> None:
@@ -69,4 +67,4 @@ def main() -> None:
 
 
 # the verbs register themselves on ``cli`` when imported
-from usagewatch.cli import check, explain, findings, notify, outbox, replay, report, rules, run, silence, sources  # noqa: E402,F401
+from usagewatch.cli import check, explain, findings, notify, outbox, replay, report, rules, run, silence, sources, status  # noqa: E402,F401

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import logging
-
 import click
 
 from usagewatch.cli import cli, config_option, load_config
 from usagewatch.daemon import Daemon
+from usagewatch.logs import setup_logging
 
 
 @cli.command("run")
@@ -15,6 +14,6 @@ from usagewatch.daemon import Daemon
 @click.pass_context
 def run_cmd(ctx: click.Context, config_path: str | None) -> None:
     """Follow the configured logs and notify the support team when a rule fires."""
-    if not ctx.obj.get("debug"):
-        logging.getLogger().setLevel(logging.INFO)
-    Daemon(load_config(config_path)).run()
+    cfg = load_config(config_path)
+    setup_logging(cfg.log.format, "debug" if ctx.obj.get("debug") else cfg.log.level)
+    Daemon(cfg).run()

@@ -6,6 +6,7 @@ pipeline can commit it in the same transaction as the checkpoint: windows surviv
 
 from __future__ import annotations
 
+from collections import Counter
 from typing import Any, Iterable
 
 from usagewatch.model import FindingUpdate, NormalizedEvent
@@ -22,6 +23,7 @@ class RuleEngine:
         self._max_ts = 0.0
         self._since_sweep = 0
         self.evaluations = 0
+        self.evaluations_by_rule: Counter[str] = Counter()  # read and cleared by the pipeline's metrics
         self._forget: dict[tuple[str, str], None] = {}
 
     def replace(self, rules: list[Rule]) -> dict[str, list[str]]:
@@ -60,6 +62,7 @@ class RuleEngine:
             if not rule.accepts(ne):
                 continue
             self.evaluations += 1
+            self.evaluations_by_rule[rule.id] += 1
             key = rule.kind.observe(ne)
             if key is not None:
                 out.append((rule.id, key))

@@ -70,6 +70,9 @@ class _Forward(Collector):
     def collect(self) -> Iterable[Any]:
         return self.inner.collect()
 
+    def describe(self) -> Iterable[Any]:
+        return []  # so registering does not collect
+
 
 # --- what the store says: shared by the scrape and `usagewatch status` ---------------------------------
 @dataclass
@@ -202,6 +205,9 @@ class _StateCollector(Collector):
         if g is None:
             g = self._globbers[name] = FileSource(sc.name, sc.make_format(), sc.paths, sc.exclude)
         return [p for p in g.paths() if not p.startswith(HELD)]
+
+    def describe(self) -> list[GaugeMetricFamily]:
+        return []  # registering must not read the store or glob the logs (Pipeline() would)
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
         with self._lock:  # a threading server may scrape twice at once

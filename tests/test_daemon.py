@@ -18,9 +18,67 @@ from usagewatch.config import SAMPLE_LOG
 CHUNK = 4093  # odd on purpose: cuts records, lines and quoted newlines anywhere
 
 
-def start_daemon(cfg: Path, log: Path) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "usagewatch", "run", "--config", str(cfg)],
-                            stdout=log.open("ab"), stderr=subprocess.STDOUT, cwd=cfg.parent)
+def start_daemon(cfg: Path, log: Path, env: dict[str, str] | None = None,
+                 argv: list[str] | None = None) -> subprocess.Popen:
+    """``usagewatch run`` as a process; ``env`` is added to the environment, ``argv`` replaces
+    ``python -m usagewatch`` (a wrapper: dropped privileges, a test hook)."""
+    cmd = [*(argv or [sys.executable, "-m", "usagewatch"]), "run", "--config", str(cfg)]
+    return subprocess.Popen(cmd, stdout=log.open("ab"), stderr=subprocess.STDOUT, cwd=cfg.parent,
+                            env={**os.environ, **(env or {})})
+
+
+class NotifySocket:
+    """What systemd listens on for sd_notify: a real AF_UNIX datagram socket (``$NOTIFY_SOCKET``).
+    A short directory of its own: socket paths are limited to 108 bytes."""
+
+    def __init__(self) -> None:
+        import socket
+        import tempfile
+
+        self.dir = tempfile.mkdtemp(prefix="uw-notify-")
+        self.path = os.path.join(self.dir, "notify")
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self.sock.bind(self.path)
+        self.messages: list[str] = []  # each datagram, as sent
+
+    @property
+    def env(self) -> dict[str, str]:
+        return {"NOTIFY_SOCKET": self.path}
+
+    def drain(self, timeout: float = 0.0) -> None:
+        self.sock.settimeout(timeout if timeout > 0 else None)
+        if timeout <= 0:
+            self.sock.setblocking(False)
+        try:
+            while True:
+                self.messages.append(self.sock.recv(65536).decode())
+                self.sock.setblocking(False)
+        except (BlockingIOError, TimeoutError):
+            pass
+
+    def fields(self) -> list[str]:
+        """Every KEY=value line received so far, in order."""
+        self.drain()
+        return [line for m in self.messages for line in m.splitlines()]
+
+    def wait_for(self, predicate: str | re.Pattern[str], timeout: float = 15, after: int = 0) -> str:
+        """The first field (from the ``after``-th on) equal to ``predicate`` or matching it."""
+        deadline = time.monotonic() + timeout
+        while True:
+            got = self.fields()[after:]
+            for f in got:
+                if (f == predicate) if isinstance(predicate, str) else predicate.search(f):
+                    return f
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise AssertionError(f"{predicate!r} not received; got {[f for f in got if not f.startswith('WATCHDOG')][-20:]}")
+            self.drain(min(left, 0.2))
+
+    def close(self) -> None:
+        import shutil
+
+        self.sock.close()
+        shutil.rmtree(self.dir, ignore_errors=True)
 
 
 def stop(proc: subprocess.Popen, log: Path | None = None) -> int:
@@ -269,3 +327,178 @@ def test_a_digest_route_batches_findings_into_one_email_on_schedule(tmp_path, sm
     assert digest.rcpt_tos == ("team@example.com",)
     text = digest.message.get_body(("plain",)).get_content()
     assert all(user in text for user in ("kim", "bi_tool", "dash"))
+
+
+# --- systemd: sd_notify, SIGHUP reloads the config, SIGTERM drains -------------------------------
+
+def count_ids(database: str) -> tuple[int, int]:
+    """(count, distinct ids) of the count-ids finding: equal to the ids written if none was lost
+    or counted twice (tests/helpers/logwriter.py)."""
+    from usagewatch.store import Store
+
+    store = Store(database)
+    try:
+        rows = [(f["count"], f["distinct_values"]) for f in store.findings(rule="count-ids")]
+    finally:
+        store.close()
+    return rows[0] if rows else (0, 0)
+
+
+def wait_counted(database: str, n: int, timeout: float = 30) -> tuple[int, int]:
+    deadline = time.monotonic() + timeout
+    while (got := count_ids(database))[0] < n and time.monotonic() < deadline:
+        time.sleep(0.1)
+    return got
+
+
+def test_notifier_speaks_sd_notify_to_an_abstract_socket_and_is_silent_outside_systemd():
+    import socket
+
+    from usagewatch.service import Notifier
+
+    assert not Notifier({}).enabled and Notifier({}).ready() is False  # not under systemd: a no-op
+    name = f"usagewatch-test-{os.getpid()}"
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
+        sock.bind(b"\0" + name.encode())
+        sock.settimeout(5)
+        n = Notifier({"NOTIFY_SOCKET": f"@{name}", "WATCHDOG_USEC": "30000000", "WATCHDOG_PID": str(os.getpid())})
+        assert n.watchdog_interval() == 15.0
+        assert n.ready("following 1 file\nof 1 source")
+        assert sock.recv(4096) == b"READY=1\nSTATUS=following 1 file of 1 source"
+        assert n.reloading()
+        assert re.fullmatch(rb"RELOADING=1\nMONOTONIC_USEC=\d+", sock.recv(4096))
+    # the watchdog is another process's (WATCHDOG_PID): not ours to feed
+    assert Notifier({"NOTIFY_SOCKET": "/x", "WATCHDOG_USEC": "1000", "WATCHDOG_PID": "1"}).watchdog_interval() is None
+    # the manager went away: False, never an exception
+    assert Notifier({"NOTIFY_SOCKET": "@usagewatch-nobody-listens"}).notify("READY=1") is False
+
+
+def test_daemon_tells_systemd_ready_status_watchdog_reloading_and_stopping(tmp_path):
+    from tests.helpers.logwriter import RULES, LogWriter
+
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    cfg = write_config(tmp_path, [{"name": "w", "format": "postgres-csvlog", "paths": [f"{logs}/*.csv"]}],
+                       rules=[str(RULES)], follow={"rescan_interval": "300ms", "idle_flush": "300ms"})
+    LogWriter(logs / "a.csv").emit(30)
+    notify = NotifySocket()
+    daemon_log = tmp_path / "daemon.log"
+    proc = start_daemon(cfg, daemon_log, env={**notify.env, "WATCHDOG_USEC": "400000"})
+    try:
+        notify.wait_for("READY=1")
+        status = notify.wait_for(re.compile(r"^STATUS=following"))
+        assert re.fullmatch(r"STATUS=following 1 file of 1 source; \d+ queries; [01] open findings; outbox [01]", status)
+        # the status line is updated (every few seconds, not more often) as queries come in
+        # (no notify config: the finding's notification waits in the outbox)
+        notify.wait_for("STATUS=following 1 file of 1 source; 30 queries; 1 open findings; outbox 1", timeout=15)
+        start = len(notify.fields())
+        time.sleep(1.0)  # a ping every 200 ms (half of WATCHDOG_USEC) from the main loop
+        pings = notify.fields()[start:].count("WATCHDOG=1")
+        assert 3 <= pings <= 7, notify.fields()[start:]
+        mark = len(notify.fields())
+        proc.send_signal(signal.SIGHUP)
+        notify.wait_for(re.compile(r"^RELOADING=1$"), after=mark)
+        got = notify.fields()[mark:]
+        reloading = got.index("RELOADING=1")
+        assert re.fullmatch(r"MONOTONIC_USEC=\d+", got[reloading + 1])
+        notify.wait_for("READY=1", after=mark + reloading)
+        mark = len(notify.fields())
+        assert stop(proc, daemon_log) == 0
+        notify.wait_for("STOPPING=1", after=mark, timeout=2)
+        assert notify.fields().count("READY=1") == 2  # at start and after the reload
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        notify.close()
+
+
+def test_sighup_reloads_the_config_and_a_broken_config_keeps_the_running_one(tmp_path):
+    import yaml
+
+    from tests.helpers.logwriter import RULES, LogWriter
+
+    a, b = tmp_path / "a", tmp_path / "b"
+    a.mkdir()
+    b.mkdir()
+    source_a = {"name": "a", "format": "postgres-csvlog", "paths": [f"{a}/*.csv"]}
+    source_b = {"name": "b", "format": "postgres-csvlog", "paths": [f"{b}/*.csv"]}
+    follow = {"rescan_interval": "300ms", "idle_flush": "300ms"}
+    cfg = write_config(tmp_path, [source_a], rules=[str(RULES)], follow=follow)
+    database = f"sqlite:///{tmp_path}/usagewatch.db"
+    doc = yaml.safe_load(cfg.read_text())
+    writer = LogWriter(a / "1.csv")
+    daemon_log = tmp_path / "daemon.log"
+    proc = start_daemon(cfg, daemon_log)
+
+    def reload(text: str, expect: str) -> str:
+        mark = len(daemon_log.read_text())
+        cfg.write_text(text)
+        proc.send_signal(signal.SIGHUP)
+        return wait_for_log(daemon_log, expect, mark)
+
+    try:
+        wait_for_log(daemon_log, "following 1 sources")
+        writer.emit(10)
+        assert wait_counted(database, 10) == (10, 10)
+        # a new source, and a database URL: the source starts, the URL waits for a restart
+        got = reload(yaml.safe_dump({**doc, "sources": [source_a, source_b],
+                                     "database": f"sqlite:///{tmp_path}/other.db"}),
+                     "config reloaded from")
+        assert f"reload: database changed in {cfg}; a restart is needed" in got
+        assert "sources added: b; notify settings unchanged" in got
+        writer.emit(15, b / "1.csv")
+        assert wait_counted(database, 25) == (25, 25)
+        # a typo: path:line:col, and everything keeps running as it was
+        got = reload(yaml.safe_dump({**doc, "sources": [source_a, {**source_b, "formt": "x"}]}),
+                     "the running config and rules stay in force")
+        assert re.search(rf'{re.escape(str(cfg))}:\d+:\d+: unknown key \\?"formt\\?"', got), got  # logfmt escapes "
+        writer.emit(5, b / "1.csv")
+        assert wait_counted(database, 30) == (30, 30)
+        # source a removed: its new records are not read any more
+        got = reload(yaml.safe_dump({**doc, "sources": [source_b]}), "config reloaded from")
+        assert "sources removed: a" in got
+        writer.emit(7, a / "1.csv")
+        writer.emit(3, b / "1.csv")
+        assert wait_counted(database, 33) == (33, 33)
+        time.sleep(1)
+        assert count_ids(database) == (33, 33)
+        assert stop(proc, daemon_log) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+
+
+def test_sigterm_in_a_large_backlog_stops_promptly_and_a_restart_continues_exactly(tmp_path):
+    from tests.helpers.logwriter import RULES, LogWriter
+
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    cfg = write_config(tmp_path, [{"name": "w", "format": "postgres-csvlog", "paths": [f"{logs}/*.csv"]}],
+                       rules=[str(RULES)],
+                       follow={"rescan_interval": "300ms", "idle_flush": "300ms", "batch_bytes": 4096})
+    database = f"sqlite:///{tmp_path}/usagewatch.db"
+    writer = LogWriter(logs / "a.csv")
+    writer.emit(9000)  # ~2 MB, ~500 batches of 4 KiB: a backlog of many commits
+    daemon_log = tmp_path / "daemon.log"
+    proc = start_daemon(cfg, daemon_log)
+    try:
+        wait_counted(database, 1)
+        t0 = time.monotonic()
+        assert stop(proc, daemon_log) == 0
+        took = time.monotonic() - t0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    done = count_ids(database)
+    assert done[0] < 9000, "the backlog was read before SIGTERM; make it larger"
+    assert took < 5, f"SIGTERM took {took:.1f}s"
+    assert "stopped (signal received)" in daemon_log.read_text()
+    proc = start_daemon(cfg, daemon_log)
+    try:
+        assert wait_counted(database, 9000, timeout=60) == (9000, 9000)
+        time.sleep(1)
+        assert stop(proc, daemon_log) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert count_ids(database) == (9000, 9000)

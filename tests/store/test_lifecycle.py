@@ -15,8 +15,8 @@ from usagewatch.store import Batch, Store
 
 
 @pytest.fixture
-def store(tmp_path):
-    s = Store(f"sqlite:///{tmp_path}/uw.db")
+def store(store_url):
+    s = Store(store_url)
     yield s
     s.close()
 

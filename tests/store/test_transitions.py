@@ -16,8 +16,8 @@ from usagewatch.store import Batch, Store
 
 
 @pytest.fixture
-def store(tmp_path):
-    s = Store(f"sqlite:///{tmp_path}/uw.db")
+def store(store_url):
+    s = Store(store_url)
     yield s
     s.close()
 
@@ -95,10 +95,10 @@ def test_cli_coached_dismiss_show_and_reports(tmp_path):
     assert "Acknowledged within 8h: 2 of 2" in r.stdout
 
 
-def test_concurrent_clicks_record_one_transition(tmp_path):
+def test_concurrent_clicks_record_one_transition(store_url):
     import threading
 
-    url = f"sqlite:///{tmp_path}/race.db"
+    url = store_url
     first = Store(url)
     first.commit(Batch([runs(20, 0)]))
     stores = [Store(url) for _ in range(6)]

@@ -12,14 +12,11 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from usagewatch.errors import StoreError
 from usagewatch.model import FileCursor, FindingUpdate
-from usagewatch.store import transitions
+from usagewatch.store import migrations, transitions
 from usagewatch.store.lifecycle import CommitResult, apply_update
 from usagewatch.store.tables import (
-    SCHEMA_VERSION,
     checkpoints,
     findings,
-    meta,
-    metadata,
     outbox,
     rule_windows,
     silences,
@@ -64,6 +61,7 @@ class Store:
     def __init__(self, url: str, howto_base_url: str = ""):
         self.url = url
         self.howto_base_url = howto_base_url
+        self.upgraded: migrations.Upgraded | None = None
         try:
             self.engine: Engine = sa.create_engine(url, future=True)
             if self.engine.dialect.name == "sqlite":
@@ -77,24 +75,10 @@ class Store:
             raise StoreError(f"cannot open the database {_safe_url(url)}: {exc}") from None
 
     def _check_schema(self) -> None:
-        """Create the tables in an empty database; refuse one written by another schema version
-        (until migrations exist, reading it would fail later with a far less clear error)."""
-        existing = set(sa.inspect(self.engine).get_table_names())
-        if not existing:
-            metadata.create_all(self.engine)
-            with self.engine.begin() as conn:
-                conn.execute(meta.insert().values(name="schema_version", value=str(SCHEMA_VERSION)))
-            return
-        version = None
-        if meta.name in existing:
-            with self.engine.connect() as conn:
-                version = conn.execute(sa.select(meta.c.value).where(meta.c.name == "schema_version")).scalar()
-        if version != str(SCHEMA_VERSION):
-            raise StoreError(
-                f"the database {_safe_url(self.url)} was written by another version of usagewatch "
-                f"(schema {version or 1}, this version needs {SCHEMA_VERSION}) and cannot be upgraded in place yet; "
-                "move it aside to start a new one (positions are then re-read from the start of each log)")
-        metadata.create_all(self.engine)  # tables added without a version change (none so far)
+        """Create the schema in an empty database, upgrade one at an older revision (logged; an SQLite
+        file is copied aside first), refuse one this version does not know: see ``store.migrations``.
+        ``self.upgraded`` says what was done (None: the database was at the newest revision)."""
+        self.upgraded = migrations.ensure_schema(self.engine, _safe_url(self.url))
 
     def close(self) -> None:
         self.engine.dispose()

@@ -91,6 +91,7 @@ Index(
     sqlite_where=text("status IN ('open', 'acknowledged', 'coached')"),
     postgresql_where=text("status IN ('open', 'acknowledged', 'coached')"),
 )
+Index("findings_closed", findings.c.status, findings.c.resolved_at)  # retention: closed before a cut-off
 
 outbox = Table(
     "outbox", metadata,
@@ -125,8 +126,10 @@ checkpoints = Table(
     Column("updated_at", UTCDateTime, nullable=False),
 )
 
-#: bumped whenever a table changes; a store of another version is refused with a clear message
-SCHEMA_VERSION = 5
+#: bumped by every migration (usagewatch/store/migrations/versions/) that changes a table. Alembic's
+#: ``alembic_version`` decides what to upgrade; this row stays so that a release from before
+#: migrations (which compares it) refuses a database newer than itself instead of misreading it
+SCHEMA_VERSION = 6
 
 meta = Table(
     "usagewatch_meta", metadata,
@@ -150,6 +153,7 @@ finding_days = Table(
     Column("day", String(10), primary_key=True),  # UTC date of the queries (event time)
     Column("runs", Integer, nullable=False),
 )
+Index("finding_days_day", finding_days.c.day)  # retention: days before a cut-off
 
 silences = Table(
     "silences", metadata,
@@ -195,6 +199,7 @@ deliveries = Table(
 )
 Index("deliveries_due", deliveries.c.status, deliveries.c.next_attempt_at)
 Index("deliveries_route", deliveries.c.route, deliveries.c.channel, deliveries.c.status)
+Index("deliveries_sent", deliveries.c.status, deliveries.c.sent_at)  # retention: sent before a cut-off
 
 #: one row per digest sent: per route AND channel, so a failing webhook never holds back (or
 #: repeats) the email digest of the same route; "updated since the last digest" reads sent_at

@@ -502,3 +502,35 @@ def test_sigterm_in_a_large_backlog_stops_promptly_and_a_restart_continues_exact
         if proc.poll() is None:
             proc.kill()
     assert count_ids(database) == (9000, 9000)
+
+
+def test_the_daemon_serves_prometheus_metrics(tmp_path):
+    import urllib.request
+
+    from tests.helpers.smtp import free_port
+
+    port = free_port()
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    cfg = write_config(tmp_path, [{"name": "warehouse", "format": "postgres-csvlog", "paths": [f"{logs}/*.csv"]}],
+                       metrics={"listen": f"127.0.0.1:{port}"}, follow={"rescan_interval": "300ms"})
+    daemon_log = tmp_path / "daemon.log"
+    proc = start_daemon(cfg, daemon_log)
+    try:
+        (logs / "postgresql.csv").write_bytes(SAMPLE_LOG.read_bytes())
+        deadline = time.monotonic() + 20
+        text = ""
+        while time.monotonic() < deadline:
+            try:
+                text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
+            except OSError:
+                text = ""
+            if 'usagewatch_queries_total{source="warehouse"} 272.0' in text:
+                break
+            time.sleep(0.2)
+        assert 'usagewatch_queries_total{source="warehouse"} 272.0' in text, text[-2000:]
+        assert 'usagewatch_findings_opened_total{rule="same-query-different-ids"} 2.0' in text
+        assert stop(proc, daemon_log) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()

@@ -31,6 +31,7 @@ from watchdog.observers import Observer
 from watchdog.observers.api import BaseObserver, ObservedWatch
 
 from usagewatch import config as config_mod
+from usagewatch import metrics
 from usagewatch.config import Config, SourceConfig
 from usagewatch.errors import ConfigError, StoreError, UsagewatchError
 from usagewatch.jobs import Jobs
@@ -119,6 +120,7 @@ class Daemon:
         self.sender: Sender | None = None
         self.jobs: Jobs | None = None
         self.web: Any = None
+        self.metrics_http: Any = None
         self.observer: BaseObserver | None = None
         self._watches: dict[str, ObservedWatch] = {}
         self._unwatchable: set[str] = set()
@@ -246,9 +248,12 @@ class Daemon:
 
             self.web = start_server(self.config.http, self.store)
             log.info("action links served on %s", self.web.url)
+        if self.metrics_http is None:  # like the web endpoint, kept across reloads
+            self.metrics_http = metrics.start_http(self.config.metrics, self.pipeline)
 
     def _make_sender(self, cfg: Config, channels: Channels) -> Sender | None:
-        return Sender(self.store, cfg.notify, channels, http=self.config.http) if routes(cfg.notify) else None
+        return (Sender(self.store, cfg.notify, channels, http=self.config.http, on_failure=metrics.delivery_failed)
+                if routes(cfg.notify) else None)
 
     def _send_loop(self) -> None:
         while not self.stop.is_set():
@@ -475,6 +480,8 @@ class Daemon:
             self.jobs.stop()
         if self.web is not None:
             self.web.stop()
+        if self.metrics_http is not None:
+            self.metrics_http.stop()
         if self._sender_thread is not None:
             self.outbox_wake.set()
             self._sender_thread.join(timeout=10)

@@ -59,12 +59,14 @@ class Sender:
     """``send_due()`` from the sender thread; sleep until ``next_due()`` (or a commit's wake-up)."""
 
     def __init__(self, store: Store, cfg: NotifyConfig, channels: Channels,
-                 clock: Callable[[], datetime] = utcnow, http: HttpConfig | None = None):
+                 clock: Callable[[], datetime] = utcnow, http: HttpConfig | None = None,
+                 on_failure: Callable[[str], None] | None = None):
         self.store = store
         self.cfg = cfg
         self.channels = channels
         self.clock = clock
         self.http = http
+        self.on_failure = on_failure  # the daemon counts failures per channel for its metrics
         self.sent = 0
         self.failures = 0
 
@@ -89,6 +91,8 @@ class Sender:
                 message_id = self.deliver(d)
             except DeliveryError as exc:
                 self.failures += 1
+                if self.on_failure is not None:
+                    self.on_failure(d["channel"])
                 now = self.clock()
                 give_up = (not exc.transient) or now - d["created_at"] >= self.cfg.retry.give_up_after
                 retry_at = None if give_up else now + self.backoff(d["attempts"])

@@ -250,8 +250,10 @@ def _safe_url(url: str) -> str:
 
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     cur = dbapi_conn.cursor()
+    # the timeout first: switching to WAL needs a lock another process may hold for a moment
+    # (two daemons starting on a new file), and without it SQLite fails at once instead of waiting
+    cur.execute("PRAGMA busy_timeout=5000")
     cur.execute("PRAGMA journal_mode=WAL")
     cur.execute("PRAGMA synchronous=NORMAL")
-    cur.execute("PRAGMA busy_timeout=5000")
     cur.close()
 

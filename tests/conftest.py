@@ -6,4 +6,5 @@ pytest_plugins = [
     "tests.helpers.mariadb",
     "tests.helpers.smtp",
     "tests.helpers.http",
+    "tests.helpers.stores",
 ]

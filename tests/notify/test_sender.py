@@ -15,7 +15,7 @@ from usagewatch.config import NotifyConfig
 from usagewatch.model import FindingUpdate
 from usagewatch.notify.email import SmtpChannel, SmtpSettings
 from usagewatch.notify.routing import Channels
-from usagewatch.notify.sender import Sender
+from usagewatch.notify.sender import CLAIM_LEASE, Sender
 from usagewatch.store import Batch, Store
 from usagewatch.store import deliveries as dq
 
@@ -148,7 +148,8 @@ def test_still_failing_after_give_up_after_is_a_dead_letter(store, smtp_server):
 
 
 def test_a_crash_between_send_and_mark_resends_the_same_message_id(store, smtp_server):
-    """The server said 250 but the mark was never written: the delivery is still pending, and the
+    """The server said 250 but the mark was never written: the delivery stays claimed by the dead
+    sender until its lease ends, then another sender (or the restarted one) takes it back and the
     resend carries the same Message-ID, so the receiver can tell it is the same notification."""
     clock = Clock()
     store.commit(Batch([update(136)]), now=clock.now)
@@ -161,9 +162,11 @@ def test_a_crash_between_send_and_mark_resends_the_same_message_id(store, smtp_s
     with pytest.raises(RuntimeError):
         crashing.send_due()
     (row,) = dq.listing(store)
-    assert (row["status"], row["attempts"]) == ("pending", 0)
+    assert (row["status"], row["attempts"]) == ("sending", 0)
 
     restarted = sender_for(store, smtp_server, clock)   # a new process reads the same store
+    assert restarted.send_due() == 0  # the claim may still be a live sender's: not before its lease ends
+    clock.now += CLAIM_LEASE
     assert restarted.send_due() == 1
     first, second = smtp_server.wait_for(2)
     assert first.message["Message-ID"] == second.message["Message-ID"] == dq.listing(store)[0]["message_id"]

@@ -33,8 +33,14 @@ from usagewatch.notify.routing import (
 )
 from usagewatch.store import Store
 from usagewatch.store import deliveries as dq
+from usagewatch.store.locks import claim_delivery, recover_stale_claims, unclaim_failed
 
 log = logging.getLogger(__name__)
+
+
+#: how long a claimed delivery is this sender's; a sender that dies mid-send leaves a claim that
+#: another (or the restarted one) takes back after this, resending with the same Message-ID
+CLAIM_LEASE = timedelta(minutes=2)
 
 
 def utcnow() -> datetime:
@@ -82,10 +88,15 @@ class Sender:
     def send_due(self) -> int:
         """Route new outbox rows, then try every due immediate delivery; returns how many went out."""
         route_pending(self.store, self.cfg, self.clock())
+        engine = self.store.engine
+        recover_stale_claims(engine, self.clock())
         delivered = 0
         down: set[str] = set()  # channels that failed transiently this round: do not hammer them
         for d in dq.due(self.store, self.clock()):
             if d["channel"] in down:
+                continue
+            # several daemons may share the store: only the one whose claim succeeds sends it
+            if not claim_delivery(engine, d["id"], self.clock(), CLAIM_LEASE):
                 continue
             try:
                 message_id = self.deliver(d)
@@ -99,7 +110,7 @@ class Sender:
                 log.warning("delivery %s (finding %s, route %s, %s) failed: %s; %s", d["id"], d["finding_id"],
                             d["route"], d["channel"], exc,
                             "giving up" if retry_at is None else f"retrying at {retry_at:%H:%M:%S}")
-                dq.mark_failed(self.store, d["id"], str(exc), retry_at)
+                unclaim_failed(engine, d["id"], str(exc), retry_at)
                 if exc.transient:
                     down.add(d["channel"])
                 continue

@@ -30,7 +30,7 @@ from usagewatch.store.tables import (
     outbox,
 )
 
-STATUSES = ("pending", "queued", "sent", "dead")
+STATUSES = ("pending", "sending", "queued", "sent", "dead")  # sending: claimed by a sender right now
 
 
 @dataclass(frozen=True)

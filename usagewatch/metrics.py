@@ -46,7 +46,7 @@ log = logging.getLogger(__name__)
 
 disable_created_metrics()  # no *_created series: they double the output and nobody alerts on them
 
-DELIVERY_STATUSES = ("pending", "sending", "queued", "sent", "dead")
+DELIVERY_STATUSES = ("pending", "queued", "sent", "dead")
 FINDING_STATUSES = (*ACTIVE_STATUSES, *CLOSED_STATUSES)
 
 #: process-wide, because the sender (its own thread) has no pipeline; see ``delivery_failed``

@@ -80,3 +80,57 @@ def test_one_daemon_per_host_one_digest_and_failover_after_sigkill(tmp_path, pg_
     engine.dispose()
     assert len(opened) == len(set(opened)) == 4  # each finding told once
     assert sorted(users) == ["bi_tool", "dash", "kim", "lee"]  # bi_tool and dash: one finding each
+
+
+def test_active_and_standby_on_the_same_logs_count_once_and_alert_once(tmp_path, pg_url, smtp_server):  # noqa: F811
+    """Two daemons with the SAME config (same files, same store): only the holder of the sources'
+    lock reads; when it is killed the standby takes over from the saved positions. Every record is
+    counted once and the finding is emailed once."""
+    from tests.helpers.logwriter import RULES, LogWriter
+    from usagewatch import config
+    from usagewatch.store import Store
+
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    cfg_path = write_config(
+        tmp_path, [{"name": "warehouse", "format": "postgres-csvlog", "paths": [f"{logs}/*.csv"]}],
+        database=pg_url, rules=[str(RULES)],
+        notify={"email": {"host": smtp_server.host, "port": smtp_server.port, "from": "usagewatch@example.com",
+                          "to": ["dw-support@example.com"]}},
+        follow={"rescan_interval": "300ms", "idle_flush": "300ms"},
+    )
+    log_a, log_b = tmp_path / "a.log", tmp_path / "b.log"
+    w = LogWriter(logs / "pg.csv", chunk=997)
+    a = start_daemon(cfg_path, log_a)
+    b: subprocess.Popen | None = None
+    try:
+        wait_for_log(log_a, "following")
+        b = start_daemon(cfg_path, log_b)
+        wait_for_log(log_b, "standing by: another daemon holds the lock of these sources")
+        for _ in range(10):
+            w.emit(50)
+            time.sleep(0.1)
+        a.kill()  # the active dies mid-stream; its session and lock go with it
+        a.wait()
+        for _ in range(10):
+            w.emit(50)
+            time.sleep(0.1)
+        wait_for_log(log_b, "reading the sources now", timeout=10)
+        store = Store(config.load(cfg_path).database)
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            rows = [(f["count"], f["distinct_values"]) for f in store.findings()]
+            if rows and rows[0][0] >= w.next_id:
+                break
+            time.sleep(0.2)
+        time.sleep(1)
+        rows = [(f["count"], f["distinct_values"]) for f in store.findings()]
+        store.close()
+        assert rows == [(w.next_id, w.next_id)]
+        time.sleep(1)
+        assert len(smtp_server.messages) == 1  # one finding, one email, whichever daemon sent it
+        assert stop(b, log_b) == 0
+    finally:
+        for p in (a, b):
+            if p is not None and p.poll() is None:
+                p.kill()

@@ -42,6 +42,7 @@ from usagewatch.rules import load_rules
 from usagewatch.service import Heartbeat, Notifier
 from usagewatch.sources import Source
 from usagewatch.store import Store
+from usagewatch.store.locks import SharedLock, source_lock
 
 log = logging.getLogger(__name__)
 
@@ -121,6 +122,8 @@ class Daemon:
         self.jobs: Jobs | None = None
         self.web: Any = None
         self.metrics_http: Any = None
+        self.reading: SharedLock | None = None  # the sources' lock (see _may_read)
+        self._reading: bool | None = None
         self.observer: BaseObserver | None = None
         self._watches: dict[str, ObservedWatch] = {}
         self._unwatchable: set[str] = set()
@@ -448,6 +451,9 @@ class Daemon:
                 elif self.reload.is_set():
                     self.reload.clear()
                     self._reload_rules()
+                if not self._may_read():
+                    self.wake.wait(self.heartbeat.wait_cap(rescan))
+                    continue
                 n = self.pipeline.poll(at_eof=False, stop=check, keep_going=True)
                 self.pipeline.flush_idle(idle)
             except StoreError as exc:
@@ -471,7 +477,26 @@ class Daemon:
             timeout = min(rescan, idle) if idle > 0 else rescan
             self.wake.wait(self.heartbeat.wait_cap(timeout))
 
+    def _may_read(self) -> bool:
+        """Whether this daemon reads its sources now. Several daemons may follow the same logs (an
+        active and a standby) on one PostgreSQL store: only the holder of the sources' advisory
+        lock reads, so no record is counted by two; the lock passes to a standby when the holder
+        dies. On SQLite (one host) the lock is always held."""
+        if self.reading is None:
+            self.reading = source_lock(self.store.engine, [s.name for s in self.pipeline.sources])
+        held = self.reading.try_acquire()
+        if held and self._reading is False:
+            # another daemon read until now: its positions and windows are in the store, not here
+            self.pipeline.reload_state()
+            log.info("reading the sources now (this daemon took over their lock)")
+        elif not held and self._reading is not False:
+            log.info("standing by: another daemon holds the lock of these sources and reads them")
+        self._reading = held
+        return held
+
     def _shutdown(self) -> None:
+        if self.reading is not None:
+            self.reading.release()
         if self.observer is not None:
             # stopping joins watchdog's reader threads, which can block; they are daemon threads
             # and die with the process, so never let them hold up a shutdown

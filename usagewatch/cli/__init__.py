@@ -16,6 +16,7 @@ from usagewatch import __version__
 from usagewatch import config as config_mod
 from usagewatch.errors import ConfigError, UsagewatchError
 from usagewatch.logs import setup_logging
+from usagewatch.store import Store
 
 
 def load_config(path: str | None) -> config_mod.Config:
@@ -26,6 +27,16 @@ def load_config(path: str | None) -> config_mod.Config:
     click.echo("Using the embedded default config (sample PostgreSQL log, stock rules, ./usagewatch.db); "
                "pass --config FILE for yours.", err=True)
     return config_mod.default_config(Path.cwd())
+
+
+def open_store(cfg: config_mod.Config) -> Store:
+    """The configured store: the one place the CLI opens it."""
+    return Store(cfg.database, cfg.notify.howto_base_url)
+
+
+def store_of(config_path: str | None) -> Store:
+    """The store of the config named by --config (or the default config)."""
+    return open_store(load_config(config_path))
 
 
 config_option = click.option("--config", "-c", "config_path", metavar="FILE", envvar="USAGEWATCH_CONFIG",

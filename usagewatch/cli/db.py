@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import click
 
-from usagewatch.cli import cli, config_option, load_config
-from usagewatch.store import Store, migrations
+from usagewatch.cli import cli, config_option, load_config, open_store
+from usagewatch.store import migrations
 
 
 @cli.group("db")
@@ -21,7 +21,7 @@ def upgrade_cmd(config_path: str | None) -> None:
 
     Back it up first (an SQLite file is also copied aside automatically: <file>.before-<revision>)."""
     cfg = load_config(config_path)
-    store = Store(cfg.database, cfg.notify.howto_base_url)
+    store = open_store(cfg)
     store.close()
     where = migrations.safe_url(cfg.database)
     done = store.upgraded

@@ -7,18 +7,13 @@ import json
 
 import click
 
-from usagewatch.cli import cli, config_option, load_config
+from usagewatch.cli import cli, config_option, store_of
 from usagewatch.cli.output import aligned
 from usagewatch.errors import UsagewatchError
-from usagewatch.store import Store
 
 CONTRACT_FIELDS = ("id", "rule", "user", "status", "count", "distinct_values", "first_seen", "last_seen",
                    "fingerprint", "sample_sql", "varying", "howto")
 
-
-def _store(config_path: str | None) -> Store:
-    cfg = load_config(config_path)
-    return Store(cfg.database, cfg.notify.howto_base_url)
 
 
 def table(rows: list[dict]) -> str:
@@ -41,7 +36,7 @@ def findings_group() -> None:
 @click.option("--rule", help="Only findings of this rule.")
 def list_cmd(config_path: str | None, fmt: str, status: str | None, rule: str | None) -> None:
     """List findings, oldest first."""
-    rows = _store(config_path).findings(status=status, rule=rule)
+    rows = store_of(config_path).findings(status=status, rule=rule)
     if fmt == "json":
         click.echo(json.dumps(rows, indent=2))
     elif rows:
@@ -85,7 +80,7 @@ def describe(f: dict) -> str:
 @click.argument("finding_id", type=int)
 def show_cmd(config_path: str | None, fmt: str, finding_id: int) -> None:
     """Show one finding in full."""
-    store = _store(config_path)
+    store = store_of(config_path)
     f = store.finding(finding_id)
     if f is None:
         raise UsagewatchError(f"there is no finding {finding_id}. `usagewatch findings list` shows them.")
@@ -95,7 +90,7 @@ def show_cmd(config_path: str | None, fmt: str, finding_id: int) -> None:
 
 
 def _transition(config_path: str | None, finding_id: int, action: str, note: str | None) -> None:
-    store = _store(config_path)
+    store = store_of(config_path)
     f = store.transition(finding_id, action, getpass.getuser(), note)
     click.echo(f"Finding {f['id']} ({f['rule']}, {f['user']}) is now {f['status']}.")
 

@@ -18,7 +18,7 @@ from typing import Any
 
 import click
 
-from usagewatch.cli import cli, config_option, load_config
+from usagewatch.cli import cli, config_option, load_config, open_store
 from usagewatch.config import Config, EmailConfig, NotifyConfig, WebhookConfig
 from usagewatch.errors import ConfigError, DeliveryError, UsagewatchError
 from usagewatch.notify.email import SmtpChannel, smtp_settings
@@ -27,7 +27,6 @@ from usagewatch.notify.render import message_id, render_email
 from usagewatch.notify.sender import actions_for
 from usagewatch.notify.webhook import WebhookChannel, safe_url
 from usagewatch.registry import did_you_mean
-from usagewatch.store import Store
 
 PREVIEW_FROM = "usagewatch@example.invalid"
 PREVIEW_TO = "dw-support@example.invalid"
@@ -248,7 +247,7 @@ def preview_cmd(config_path: str | None, fmt: str, finding_id: int) -> None:
 def preview(cfg: Config, finding_id: int, fmt: str) -> str:
     """The notification of finding ``finding_id`` as ``fmt`` (text, html, eml, json, slack), newline-terminated."""
     notify = cfg.notify
-    store = Store(cfg.database, notify.howto_base_url)
+    store = open_store(cfg)
     try:
         finding = store.finding(finding_id)
     finally:

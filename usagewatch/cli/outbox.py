@@ -9,16 +9,10 @@ from typing import Any
 
 import click
 
-from usagewatch.cli import cli, config_option, load_config
+from usagewatch.cli import cli, config_option, store_of
 from usagewatch.cli.output import aligned
 from usagewatch.errors import UsagewatchError
-from usagewatch.store import Store
 from usagewatch.store import deliveries as dq
-
-
-def _store(config_path: str | None) -> Store:
-    cfg = load_config(config_path)
-    return Store(cfg.database, cfg.notify.howto_base_url)
 
 
 def _when(value: datetime | None) -> str | None:
@@ -51,7 +45,7 @@ def outbox_group() -> None:
 @click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
 def list_cmd(config_path: str | None, status: str | None, fmt: str) -> None:
     """List deliveries, oldest first (one per notification, route and channel)."""
-    store = _store(config_path)
+    store = store_of(config_path)
     rows = [as_json(d) for d in dq.listing(store, status)]
     unrouted = dq.unrouted_count(store)
     if fmt == "json":
@@ -70,7 +64,7 @@ def retry_cmd(config_path: str | None, ids: tuple[int, ...], all_dead: bool) -> 
     """Send dead (or pending) deliveries again now; attempts and the last error are kept."""
     if bool(ids) == all_dead:
         raise click.UsageError("give delivery IDs or --all-dead (one of them).")
-    done = dq.retry(_store(config_path), None if all_dead else list(ids), datetime.now(timezone.utc))
+    done = dq.retry(store_of(config_path), None if all_dead else list(ids), datetime.now(timezone.utc))
     if not done:
         raise UsagewatchError("there are no dead deliveries. `usagewatch outbox list` shows them all.")
     click.echo(f"Retrying {len(done)} deliver{'y' if len(done) == 1 else 'ies'} ({', '.join(map(str, done))}); "

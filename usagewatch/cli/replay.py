@@ -9,14 +9,13 @@ import sys
 import click
 from pydantic import ValidationError
 
-from usagewatch.cli import cli, config_option, load_config
+from usagewatch.cli import cli, config_option, load_config, open_store
 from usagewatch.config import Config
 from usagewatch.errors import UsagewatchError
 from usagewatch.pipeline import Pipeline, Stats, make_source
 from usagewatch.sources import Source
 from usagewatch.sources.files import FileSource
 from usagewatch.sources.formats import formats
-from usagewatch.store import Store
 
 EXTENSION_FORMATS = {".csv": "postgres-csvlog", ".json": "postgres-jsonlog", ".jsonl": "postgres-jsonlog"}
 
@@ -53,7 +52,7 @@ def sources_for(cfg: Config, paths: tuple[str, ...], fmt: str | None) -> list[So
 
 def replay(cfg: Config, paths: tuple[str, ...] = (), fmt: str | None = None, progress: bool = False) -> Stats:
     """Run the pipeline over the files to their end; returns the counters."""
-    store = Store(cfg.database, cfg.notify.howto_base_url)
+    store = open_store(cfg)
     try:
         pipeline = Pipeline(cfg, store, sources_for(cfg, paths, fmt))
         if not progress:

@@ -7,13 +7,12 @@ from datetime import datetime, timezone
 
 import click
 
-from usagewatch.cli import cli, config_option, load_config
+from usagewatch.cli import cli, config_option, load_config, open_store
 from usagewatch.cli.output import aligned
 from usagewatch.durations import format_duration, parse_duration
 from usagewatch.errors import UsagewatchError
 from usagewatch.notify.email import SmtpChannel, smtp_settings
 from usagewatch.notify.status import status_email
-from usagewatch.store import Store
 
 
 @cli.group("report")
@@ -37,7 +36,7 @@ def sla_cmd(config_path: str | None, since: str, fmt: str) -> None:
     except ValueError as exc:
         raise UsagewatchError(f"--since: {exc}.") from None
     now = datetime.now(timezone.utc)
-    store = Store(cfg.database, cfg.notify.howto_base_url)
+    store = open_store(cfg)
     r = store.sla_report(now - period, cfg.sla.acknowledge_within, cfg.sla.resolve_within, now)
     if fmt == "json":
         click.echo(json.dumps(r, indent=2))
@@ -65,7 +64,7 @@ def sla_cmd(config_path: str | None, since: str, fmt: str) -> None:
 def rules_cmd(config_path: str | None, fmt: str) -> None:
     """Per rule: findings, acknowledged, coached, recurred after coaching, false positives (flagged when high)."""
     cfg = load_config(config_path)
-    rows = Store(cfg.database, cfg.notify.howto_base_url).rule_outcomes()
+    rows = open_store(cfg).rule_outcomes()
     if fmt == "json":
         click.echo(json.dumps(rows, indent=2))
         return
@@ -92,7 +91,7 @@ def status_cmd(config_path: str | None, since: str, send: bool) -> None:
         period = parse_duration(since)
     except ValueError as exc:
         raise UsagewatchError(f"--since: {exc}.") from None
-    store = Store(cfg.database, cfg.notify.howto_base_url)
+    store = open_store(cfg)
     msg = status_email(store, cfg, datetime.now(timezone.utc), period)
     if not send:
         part = msg.get_body(("plain",))

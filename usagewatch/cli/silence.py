@@ -8,15 +8,9 @@ from datetime import datetime, timezone
 
 import click
 
-from usagewatch.cli import cli, config_option, load_config
+from usagewatch.cli import cli, config_option, store_of
 from usagewatch.durations import parse_duration
 from usagewatch.errors import UsagewatchError
-from usagewatch.store import Store
-
-
-def _store(config_path: str | None) -> Store:
-    cfg = load_config(config_path)
-    return Store(cfg.database, cfg.notify.howto_base_url)
 
 
 @cli.group("silence")
@@ -39,7 +33,7 @@ def add_cmd(config_path: str | None, rule: str, user: str, duration: str, reason
     except ValueError as exc:
         raise UsagewatchError(f"--for: {exc}.") from None
     until = datetime.now(timezone.utc) + length
-    sid = _store(config_path).add_silence(rule, user, until, reason, getpass.getuser())
+    sid = store_of(config_path).add_silence(rule, user, until, reason, getpass.getuser())
     click.echo(f"Silence {sid}: rule {rule}, user {user}, until {until:%Y-%m-%d %H:%M} UTC.")
 
 
@@ -48,7 +42,7 @@ def add_cmd(config_path: str | None, rule: str, user: str, duration: str, reason
 @click.option("--all", "include_expired", is_flag=True, help="Include expired silences.")
 def list_cmd(config_path: str | None, include_expired: bool) -> None:
     """List silences (active ones unless --all)."""
-    rows = _store(config_path).silences(include_expired)
+    rows = store_of(config_path).silences(include_expired)
     if not rows:
         click.echo("No silences.")
         return
@@ -64,5 +58,5 @@ def list_cmd(config_path: str | None, include_expired: bool) -> None:
 @click.argument("silence_id", type=int)
 def expire_cmd(config_path: str | None, silence_id: int) -> None:
     """End a silence now."""
-    _store(config_path).expire_silence(silence_id)
+    store_of(config_path).expire_silence(silence_id)
     click.echo(f"Silence {silence_id} expired.")

@@ -8,7 +8,7 @@ from typing import Any
 
 import click
 
-from usagewatch.cli import cli, config_option, load_config
+from usagewatch.cli import cli, config_option, load_config, open_store
 from usagewatch.cli.output import aligned
 from usagewatch.config import Config
 from usagewatch.pipeline import make_source
@@ -61,7 +61,7 @@ def _table(rows: list[dict[str, Any]]) -> str:
 def sources_cmd(config_path: str | None, fmt: str) -> None:
     """Show each source's files: read position, bytes behind, records read and skipped, last query."""
     cfg = load_config(config_path)
-    store = Store(cfg.database, cfg.notify.howto_base_url)
+    store = open_store(cfg)
     try:
         rows = source_rows(cfg, store)
     finally:

@@ -11,7 +11,7 @@ from typing import Any
 
 import click
 
-from usagewatch.cli import cli, config_option, load_config
+from usagewatch.cli import cli, config_option, load_config, open_store
 from usagewatch.cli.sources import source_rows
 from usagewatch.config import Config
 from usagewatch.metrics import store_counts
@@ -119,7 +119,7 @@ def render(data: dict[str, Any]) -> str:
 def status_cmd(config_path: str | None, fmt: str) -> None:
     """How far behind each source is, findings and deliveries by status, and what waits longest."""
     cfg = load_config(config_path)
-    store = Store(cfg.database, cfg.notify.howto_base_url)
+    store = open_store(cfg)
     try:
         data = status_data(cfg, store)
     finally:

@@ -11,12 +11,12 @@ import logging
 import threading
 from collections import Counter
 from dataclasses import dataclass, field, replace
-from typing import Callable, Iterator
+from typing import Any, Callable, Iterable, Iterator
 
 from usagewatch.config import Config, FollowConfig, SourceConfig
 from usagewatch.errors import SourceError
 from usagewatch.metrics import Metrics
-from usagewatch.model import FindingUpdate, NormalizedEvent
+from usagewatch.model import FindingUpdate, NormalizedEvent, QueryEvent
 from usagewatch.normalize import Normalizer
 from usagewatch.rules import RuleEngine, load_rules
 from usagewatch.sources import Source
@@ -60,6 +60,48 @@ def make_source(sc: SourceConfig, follow: FollowConfig) -> Source:
                       follow.max_record_bytes, follow.close_idle.total_seconds())
 
 
+@dataclass
+class Evaluation:
+    """What one chunk's events produced before anything is saved: the finding updates, the rule
+    windows they changed, and counters. ``replay -j N`` computes these in worker processes."""
+
+    updates: list[FindingUpdate]
+    windows: dict[tuple[str, str], dict[str, Any] | None]
+    unparsed: int = 0
+    evaluations: dict[str, int] = field(default_factory=dict)
+
+
+class Evaluator:
+    """normalize -> rules over a list of events: every part of a step except reading and saving.
+
+    Kept apart from ``Pipeline`` so a worker process can run it over its share of the events and
+    hand the result back to the one process that saves."""
+
+    def __init__(self, engine: RuleEngine):
+        self.engine = engine
+        self._normalizers: dict[str, Normalizer] = {}
+
+    def normalizer(self, dialect: str) -> Normalizer:
+        n = self._normalizers.get(dialect)
+        if n is None:
+            n = self._normalizers[dialect] = Normalizer(dialect=dialect)
+        return n
+
+    def evaluate(self, events: Iterable[QueryEvent]) -> Evaluation:
+        engine = self.engine
+        touched: list[tuple[str, str]] = []
+        unparsed = 0
+        for ev in events:
+            q = self.normalizer(ev.dialect).normalize(ev.sql, ev.params)
+            if not q.parsed:
+                unparsed += 1
+            touched.extend(engine.feed(NormalizedEvent(ev, q)))
+        updates = engine.updates(touched)
+        evaluations = dict(engine.evaluations_by_rule)
+        engine.evaluations_by_rule.clear()
+        return Evaluation(updates, engine.take_state(), unparsed, evaluations)
+
+
 class Pipeline:
     def __init__(self, config: Config, store: Store, sources: list[Source] | None = None,
                  on_commit: Callable[[int], None] | None = None):
@@ -70,9 +112,12 @@ class Pipeline:
         self.on_commit = on_commit
         self.stats = Stats()
         self.metrics = Metrics(config, store)
-        self._normalizers: dict[str, Normalizer] = {}
-        self.engine = RuleEngine(load_rules(config.rules, config.rule_overrides))
+        self.evaluator = Evaluator(RuleEngine(load_rules(config.rules, config.rule_overrides)))
         self.reload_state()
+
+    @property
+    def engine(self) -> RuleEngine:
+        return self.evaluator.engine
 
     def reload_state(self) -> None:
         """(Re)load cursors and rule windows from the store: after start, and after a failed commit
@@ -80,29 +125,19 @@ class Pipeline:
         for src in self.sources:
             src.load(self.store.cursors(src.name))
         # fresh kind objects: the windows in memory may hold events of a batch that was not saved
-        self.engine = RuleEngine([replace(r, kind=type(r.kind)(r.spec, r.kind.params)) for r in self.engine.rules])
-        self.engine.restore(self.store.windows())
-
-    def normalizer(self, dialect: str) -> Normalizer:
-        n = self._normalizers.get(dialect)
-        if n is None:
-            n = self._normalizers[dialect] = Normalizer(dialect=dialect)
-        return n
+        engine = RuleEngine([replace(r, kind=type(r.kind)(r.spec, r.kind.params)) for r in self.engine.rules])
+        engine.restore(self.store.windows())
+        self.evaluator.engine = engine
 
     def step(self, chunk: Chunk) -> None:
         """Normalize, evaluate and commit one chunk (see module docstring)."""
-        touched: list[tuple[str, str]] = []
-        unparsed = 0
-        for ev in chunk.events:
-            q = self.normalizer(ev.dialect).normalize(ev.sql, ev.params)
-            if not q.parsed:
-                unparsed += 1
-            touched.extend(self.engine.feed(NormalizedEvent(ev, q)))
-        updates = self.engine.updates(touched)
-        evaluations = dict(self.engine.evaluations_by_rule)
-        self.engine.evaluations_by_rule.clear()
+        self.save(chunk, self.evaluator.evaluate(chunk.events))
+
+    def save(self, chunk: Chunk, ev: Evaluation) -> None:
+        """Commit one evaluated chunk (findings, outbox, windows, cursor in one transaction) and count it."""
+        updates, unparsed, evaluations = ev.updates, ev.unparsed, ev.evaluations
         self.stats.unparsed_sql += unparsed
-        result = self.store.commit(Batch(updates, [chunk.cursor], self.engine.take_state()))
+        result = self.store.commit(Batch(updates, [chunk.cursor], ev.windows))
         s = self.stats
         s.files.add(chunk.path)
         s.records += chunk.records

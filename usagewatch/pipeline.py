@@ -70,6 +70,19 @@ class Evaluation:
     unparsed: int = 0
     evaluations: dict[str, int] = field(default_factory=dict)
 
+    @classmethod
+    def merged(cls, parts: list[Evaluation]) -> Evaluation:
+        """One chunk's evaluations from several workers, each over a disjoint share of the keys,
+        as one (the saving process commits it as if one process had computed it)."""
+        out = cls([], {})
+        for p in parts:
+            out.updates.extend(p.updates)
+            out.windows.update(p.windows)
+            out.unparsed += p.unparsed
+            for rule, n in p.evaluations.items():
+                out.evaluations[rule] = out.evaluations.get(rule, 0) + n
+        return out
+
 
 class Evaluator:
     """normalize -> rules over a list of events: every part of a step except reading and saving.

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import fnmatch
 import re
+from typing import Callable
 from zoneinfo import ZoneInfo
 
-from usagewatch.model import NormalizedEvent
+from usagewatch.model import NormalizedEvent, NormalizedQuery, QueryEvent
 from usagewatch.rules.schema import RuleFilter, parse_hours
 
 
@@ -36,9 +37,28 @@ class CompiledFilter:
         self._zone = ZoneInfo(spec.timezone)
 
     def __call__(self, ne: NormalizedEvent) -> bool:
-        ev, q = ne.event, ne.query
+        return self.shape_ok(ne.query) and self.event_ok(ne.event)
+
+    def shape_ok(self, q: NormalizedQuery) -> bool:
+        """The checks that depend only on the query's shape (statement kind, tables): the engine
+        runs them once per shape, not once per event."""
         if self._kinds is not None and q.kind not in self._kinds:
             return False
+        if self._tables is not None and not any(self._tables.match(t) for t in q.tables):
+            return False
+        if self._not_tables is not None and any(self._not_tables.match(t) for t in q.tables):
+            return False
+        return True
+
+    def event_check(self) -> Callable[[QueryEvent], bool] | None:
+        """The per-event part (users, databases, source, hours), or None when the filter has none,
+        so the engine skips the call altogether."""
+        parts = (self._sources, self._users, self._not_users, self._dbs, self._not_dbs, self._hours, self._days)
+        if all(p is None for p in parts):
+            return None
+        return self.event_ok
+
+    def event_ok(self, ev: QueryEvent) -> bool:
         if self._sources is not None and ev.source not in self._sources:
             return False
         user = ev.user or ""
@@ -50,10 +70,6 @@ class CompiledFilter:
         if self._dbs is not None and not self._dbs.match(db):
             return False
         if self._not_dbs is not None and self._not_dbs.match(db):
-            return False
-        if self._tables is not None and not any(self._tables.match(t) for t in q.tables):
-            return False
-        if self._not_tables is not None and any(self._not_tables.match(t) for t in q.tables):
             return False
         if self._hours is not None or self._days is not None:
             local = ev.ts.astimezone(self._zone)

@@ -16,7 +16,7 @@ from typing import Any, ClassVar
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from usagewatch.durations import Duration
-from usagewatch.model import FindingUpdate, NormalizedEvent
+from usagewatch.model import FindingUpdate, NormalizedEvent, NormalizedQuery
 from usagewatch.registry import Registry
 from usagewatch.rules.schema import RuleSpec
 
@@ -41,6 +41,12 @@ class RuleKind:
     def observe(self, ne: NormalizedEvent) -> str | None:
         """The key this event advanced an active pattern of, or None. Cheap: it runs per event."""
         raise NotImplementedError
+
+    def shape_matches(self, q: NormalizedQuery) -> bool:
+        """False when no event with this query shape can ever count (a query_pattern rule and a
+        shape without its traits). The engine asks once per shape and then skips the rule for
+        every event of that shape, which is most of the per-event cost saved."""
+        return True
 
     def update(self, key: str) -> FindingUpdate | None:
         """The finding update for ``key`` as it stands now (built once per batch, not per event)."""

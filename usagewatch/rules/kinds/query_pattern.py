@@ -11,7 +11,7 @@ from datetime import timedelta
 from pydantic import Field, field_validator, model_validator
 
 from usagewatch.durations import Duration
-from usagewatch.model import FindingUpdate, NormalizedEvent
+from usagewatch.model import FindingUpdate, NormalizedEvent, NormalizedQuery
 from usagewatch.registry import did_you_mean
 from usagewatch.rules.kinds.base import KeyWindow, WindowedKind, WindowParams, kinds
 
@@ -68,7 +68,9 @@ class QueryPattern(WindowedKind):
 
     def traits_of(self, ne: NormalizedEvent) -> set[str]:
         """The query's traits as this rule sees them (large_in_list and no_where are per rule)."""
-        q = ne.query
+        return self._traits(ne.query)
+
+    def _traits(self, q: NormalizedQuery) -> set[str]:
         traits = set(q.traits)
         if q.in_list_max >= self.params.in_list_min:
             traits.add("large_in_list")
@@ -78,13 +80,17 @@ class QueryPattern(WindowedKind):
         return traits
 
     def matches(self, ne: NormalizedEvent) -> bool:
+        return self.shape_matches(ne.query)
+
+    def shape_matches(self, q: NormalizedQuery) -> bool:
+        """Everything this kind checks is a property of the shape (and the IN-list length)."""
         p = self.params
-        traits = self.traits_of(ne)
+        traits = self._traits(q)
         if p.traits and not traits.issuperset(p.traits):
             return False
         if p.any_traits and traits.isdisjoint(p.any_traits):
             return False
-        return not p.expressions or ne.query.expressions.issuperset(p.expressions)
+        return not p.expressions or q.expressions.issuperset(p.expressions)
 
     def holds(self, w: KeyWindow) -> bool:
         return len(w.entries) >= self.params.min_runs

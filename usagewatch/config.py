@@ -8,6 +8,7 @@ Relative paths are relative to the config file's directory, so a config works fr
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -239,14 +240,42 @@ class NotifyConfig(_Strict):
         return self
 
 
+class HttpAuthConfig(_Strict):
+    """Who may use the web console: people logging in (``login``), or a reverse proxy that has
+    already authenticated them and names them in a header (``proxy_header``)."""
+
+    mode: Literal["login", "proxy_header"] = "login"
+    users_file: str | None = Field(default=None, description="For mode: login, the file of user:password-hash lines "
+                                   "(`usagewatch console add-user NAME` writes it).")
+    header: str = Field(default="X-Forwarded-User", description="For mode: proxy_header, the header naming the user.")
+    trusted_proxies: list[str] = Field(default_factory=lambda: ["127.0.0.1", "::1"],
+                                       description="Addresses or networks (10.0.0.0/8) whose header is believed.")
+    session_ttl: Duration = Field(default=timedelta(hours=12), description="A login lasts this long.")
+
+    @model_validator(mode="after")
+    def _mode_needs(self) -> HttpAuthConfig:
+        if self.mode == "login" and not self.users_file:
+            raise ValueError("mode: login needs users_file (create it with `usagewatch console add-user NAME`)")
+        if self.mode == "proxy_header" and not self.trusted_proxies:
+            raise ValueError("mode: proxy_header needs trusted_proxies (the proxy's addresses)")
+        for p in self.trusted_proxies:
+            try:
+                ipaddress.ip_network(p, strict=False)
+            except ValueError:
+                raise ValueError(f"trusted_proxies: {p!r} is not an address or network (127.0.0.1, 10.0.0.0/8)") from None
+        return self
+
+
 class HttpConfig(_Strict):
-    """The daemon's small web endpoint for the action links in notifications."""
+    """The daemon's small web endpoint: the action links in notifications and, with ``auth``, the
+    support console."""
 
     listen: str = Field(default="127.0.0.1:8765", description="host:port to listen on.")
     public_url: str = Field(description="Base URL the links in emails use (how the support team reaches it).")
     secret_env: str = Field(default="USAGEWATCH_LINK_SECRET",
                             description="Environment variable holding the key that signs links.")
     link_ttl: Duration = Field(default=timedelta(days=14), description="Links expire after this.")
+    auth: HttpAuthConfig | None = Field(default=None, description="Who may use the console; without it there is no console.")
 
     def secret(self) -> bytes:
         value = os.environ.get(self.secret_env)
@@ -361,6 +390,8 @@ def from_document(doc: Located, base: Path) -> Config:
     cfg.rule_overrides = [_resolve(base, r) for r in cfg.rule_overrides]
     if cfg.notify.email is not None and cfg.notify.email.ca_file:
         cfg.notify.email.ca_file = _resolve(base, cfg.notify.email.ca_file)
+    if cfg.http is not None and cfg.http.auth is not None and cfg.http.auth.users_file:
+        cfg.http.auth.users_file = _resolve(base, cfg.http.auth.users_file)
     for s in cfg.sources:
         if s.url:
             s.url = _resolve_sqlite(base, s.url)

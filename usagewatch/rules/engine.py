@@ -7,13 +7,17 @@ pipeline can commit it in the same transaction as the checkpoint: windows surviv
 from __future__ import annotations
 
 from collections import Counter
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable
 
-from usagewatch.model import FindingUpdate, NormalizedEvent
+from usagewatch.model import FindingUpdate, NormalizedEvent, NormalizedQuery, QueryEvent
 from usagewatch.rules.kinds.base import ts_of
 from usagewatch.rules.loader import Rule
 
 SWEEP_EVERY = 10_000  # events between sweeps of drained windows
+MAX_PLANS = 50_000  # shapes whose plan is kept; all-unique workloads would otherwise grow it forever
+
+#: per rule that may see a shape: (rule id, the per-event filter or None, the kind's observe)
+Plan = tuple[tuple[str, Callable[[QueryEvent], bool] | None, Callable[[NormalizedEvent], str | None]], ...]
 
 
 class RuleEngine:
@@ -22,9 +26,9 @@ class RuleEngine:
         self._by_id = {r.id: r for r in rules}
         self._max_ts = 0.0
         self._since_sweep = 0
-        self.evaluations = 0
         self.evaluations_by_rule: Counter[str] = Counter()  # read and cleared by the pipeline's metrics
         self._forget: dict[tuple[str, str], None] = {}
+        self._plans: dict[tuple[Any, ...], Plan] = {}
 
     def replace(self, rules: list[Rule]) -> dict[str, list[str]]:
         """Swap in newly loaded rules (live reload). A rule whose matching logic is unchanged keeps
@@ -50,7 +54,22 @@ class RuleEngine:
                 report["removed"].append(rid)
         self.rules = rules
         self._by_id = {r.id: r for r in rules}
+        self._plans.clear()
         return report
+
+    def plan(self, q: NormalizedQuery) -> Plan:
+        """The rules that can count an event of this shape, in rule order, with what is left to
+        check per event. Most rules are decided by the shape alone (statement kind, tables,
+        traits), so a shape seen before costs one dictionary lookup instead of a filter per rule."""
+        key = (q.fingerprint, q.kind, q.tables, q.traits, q.expressions, q.in_list_max, q.unfiltered_tables)
+        plan = self._plans.get(key)
+        if plan is None:
+            plan = tuple((r.id, r.accepts.event_check(), r.kind.observe) for r in self.rules
+                         if r.accepts.shape_ok(q) and r.kind.shape_matches(q))
+            if len(self._plans) >= MAX_PLANS:
+                self._plans.clear()
+            self._plans[key] = plan
+        return plan
 
     def feed(self, ne: NormalizedEvent) -> list[tuple[str, str]]:
         """The (rule id, key) of every active pattern this event advanced (usually none).
@@ -58,15 +77,16 @@ class RuleEngine:
         Building the finding update is left to ``updates``, once per key and batch: a key that
         is firing may see thousands of events in one batch."""
         out = []
-        for rule in self.rules:
-            if not rule.accepts(ne):
+        ev = ne.event
+        counts = self.evaluations_by_rule
+        for rule_id, check, observe in self.plan(ne.query):
+            if check is not None and not check(ev):
                 continue
-            self.evaluations += 1
-            self.evaluations_by_rule[rule.id] += 1
-            key = rule.kind.observe(ne)
+            counts[rule_id] += 1
+            key = observe(ne)
             if key is not None:
-                out.append((rule.id, key))
-        ts = ts_of(ne.event.ts)
+                out.append((rule_id, key))
+        ts = ts_of(ev.ts)
         if ts > self._max_ts:
             self._max_ts = ts
         self._since_sweep += 1

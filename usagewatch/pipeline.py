@@ -22,6 +22,7 @@ from usagewatch.rules import RuleEngine, load_rules
 from usagewatch.sources import Source
 from usagewatch.sources.files import Chunk, FileSource
 from usagewatch.store import Batch, Store
+from usagewatch.usage.aggregate import UsageAccumulator, UsageDelta
 
 log = logging.getLogger(__name__)
 
@@ -69,6 +70,8 @@ class Evaluation:
     windows: dict[tuple[str, str], dict[str, Any] | None]
     unparsed: int = 0
     evaluations: dict[str, int] = field(default_factory=dict)
+    #: this chunk's usage aggregates as deltas (additive, so the parts of workers add up)
+    usage: UsageDelta | None = None
 
     @classmethod
     def merged(cls, parts: list[Evaluation]) -> Evaluation:
@@ -81,6 +84,8 @@ class Evaluation:
             out.unparsed += p.unparsed
             for rule, n in p.evaluations.items():
                 out.evaluations[rule] = out.evaluations.get(rule, 0) + n
+        if any(p.usage is not None for p in parts):
+            out.usage = UsageDelta.merged(p.usage for p in parts)
         return out
 
 
@@ -90,9 +95,11 @@ class Evaluator:
     Kept apart from ``Pipeline`` so a worker process can run it over its share of the events and
     hand the result back to the one process that saves."""
 
-    def __init__(self, engine: RuleEngine):
+    def __init__(self, engine: RuleEngine, usage: bool = True):
         self.engine = engine
         self._normalizers: dict[str, Normalizer] = {}
+        #: usage aggregates are counted here, per chunk, next to the rules (``usage.enabled``)
+        self.usage = usage
 
     def normalizer(self, dialect: str) -> Normalizer:
         n = self._normalizers.get(dialect)
@@ -104,15 +111,19 @@ class Evaluator:
         engine = self.engine
         touched: list[tuple[str, str]] = []
         unparsed = 0
+        usage = UsageAccumulator() if self.usage else None  # fresh: an evaluation that failed leaves nothing
         for ev in events:
             q = self.normalizer(ev.dialect).normalize(ev.sql, ev.params)
             if not q.parsed:
                 unparsed += 1
             touched.extend(engine.feed(NormalizedEvent(ev, q)))
+            if usage is not None:
+                usage.add(ev, q)
         updates = engine.updates(touched)
         evaluations = dict(engine.evaluations_by_rule)
         engine.evaluations_by_rule.clear()
-        return Evaluation(updates, engine.take_state(), unparsed, evaluations)
+        return Evaluation(updates, engine.take_state(), unparsed, evaluations,
+                          usage.take() if usage is not None else None)
 
 
 class Pipeline:
@@ -125,7 +136,7 @@ class Pipeline:
         self.on_commit = on_commit
         self.stats = Stats()
         self.metrics = Metrics(config, store)
-        self.evaluator = Evaluator(RuleEngine(load_rules(config.rules, config.rule_overrides)))
+        self.evaluator = Evaluator(RuleEngine(load_rules(config.rules, config.rule_overrides)), config.usage.enabled)
         self.reload_state()
 
     @property
@@ -150,7 +161,7 @@ class Pipeline:
         """Commit one evaluated chunk (findings, outbox, windows, cursor in one transaction) and count it."""
         updates, unparsed, evaluations = ev.updates, ev.unparsed, ev.evaluations
         self.stats.unparsed_sql += unparsed
-        result = self.store.commit(Batch(updates, [chunk.cursor], ev.windows))
+        result = self.store.commit(Batch(updates, [chunk.cursor], ev.windows, ev.usage))
         s = self.stats
         s.files.add(chunk.path)
         s.records += chunk.records

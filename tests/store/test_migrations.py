@@ -86,7 +86,10 @@ def previous_release_in(url: str) -> None:
     with src.connect() as s, dst.begin() as d:
         d.execute(sa.text("DROP TABLE alembic_version"))
         d.execute(sa.text("DELETE FROM usagewatch_meta"))
+        old_tables = set(sa.inspect(s).get_table_names())
         for table in metadata.sorted_tables:
+            if table.name not in old_tables:  # added by a later revision
+                continue
             rows = [dict(r._mapping) for r in s.execute(sa.select(table))]
             if rows:
                 d.execute(table.insert(), rows)

@@ -15,6 +15,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from usagewatch.errors import StoreError
 from usagewatch.model import FileCursor, FindingUpdate
 from usagewatch.store import migrations, transitions
+from usagewatch.store import usage as usage_store
 from usagewatch.store.lifecycle import CommitResult, apply_update
 from usagewatch.store.tables import (
     checkpoints,
@@ -23,6 +24,7 @@ from usagewatch.store.tables import (
     rule_windows,
     silences,
 )
+from usagewatch.usage.aggregate import UsageDelta
 
 
 def utcnow() -> datetime:
@@ -36,6 +38,8 @@ class Batch:
     updates: list[FindingUpdate] = field(default_factory=list)
     cursors: list[FileCursor] = field(default_factory=list)
     windows: dict[tuple[str, str], dict[str, Any] | None] = field(default_factory=dict)
+    #: the batch's usage aggregates (deltas added to the stored rows, in the same transaction)
+    usage: UsageDelta | None = None
 
 
 def finding_dict(row: Any) -> dict[str, Any]:
@@ -97,6 +101,8 @@ class Store:
                 for u in batch.updates:
                     apply_update(conn, u, now, self.howto_base_url, result)
                 self._save_windows(conn, batch.windows)
+                if batch.usage:
+                    usage_store.add(conn, batch.usage)
                 for c in batch.cursors:
                     self._save_cursor(conn, c, now)
         except SQLAlchemyError as exc:

@@ -14,6 +14,7 @@ from sqlalchemy import (
     BigInteger,
     Column,
     DateTime,
+    Float,
     ForeignKey,
     Index,
     Integer,
@@ -129,7 +130,7 @@ checkpoints = Table(
 #: bumped by every migration (usagewatch/store/migrations/versions/) that changes a table. Alembic's
 #: ``alembic_version`` decides what to upgrade; this row stays so that a release from before
 #: migrations (which compares it) refuses a database newer than itself instead of misreading it
-SCHEMA_VERSION = 6
+SCHEMA_VERSION = 7
 
 meta = Table(
     "usagewatch_meta", metadata,
@@ -222,4 +223,53 @@ digest_items = Table(
     Column("change", String(20), nullable=False),        # opened | reopened | updated
     Column("count", Integer, nullable=False),
     Column("distinct_values", Integer, nullable=False),
+)
+
+
+# --- usage statistics (usagewatch/usage/ accumulates them; store/usage.py adds and reads them) ---
+#: histogram columns of usage_queries: h00 counts queries under 1 ms, hNN (1..26) those in
+#: [2**(NN-1), 2**NN) ms, h27 those of 2**26 ms (18.6 h) or more (usage/aggregate.py BUCKETS)
+USAGE_BUCKETS = 28
+HIST_COLUMNS = tuple(f"h{i:02d}" for i in range(USAGE_BUCKETS))
+
+#: one row per time bucket, user and query fingerprint: grain "h" (an hour of event time) for
+#: recent data, "d" (a UTC day) once retention has rolled the hours up (``usage.hourly_for``).
+#: Every value is a sum, so rows are added to (INSERT ... ON CONFLICT DO UPDATE) and rolled up
+#: by addition; the cost is not stored but computed from time and bytes when read, so a new
+#: price applies to all of history alike. ``user`` is "" when the log names none.
+usage_queries = Table(
+    "usage_queries", metadata,
+    Column("grain", String(1), primary_key=True),
+    Column("bucket", UTCDateTime, primary_key=True),
+    Column("user", String(200), primary_key=True),
+    Column("fingerprint", String(64), primary_key=True),
+    Column("queries", BigInteger, nullable=False),
+    Column("errors", BigInteger, nullable=False),
+    Column("timed", BigInteger, nullable=False),        # queries whose duration is known
+    Column("duration_ms", Float, nullable=False),
+    Column("rows", BigInteger, nullable=False),
+    Column("bytes", BigInteger, nullable=False),
+    *(Column(name, Integer, nullable=False) for name in HIST_COLUMNS),
+)
+Index("usage_queries_user", usage_queries.c.user)  # first seen: one user's earliest row
+Index("usage_queries_fingerprint", usage_queries.c.fingerprint)  # who runs a fingerprint; shapes still used
+
+#: queries per time bucket, table read and user (a query reading three tables counts for each)
+usage_tables = Table(
+    "usage_tables", metadata,
+    Column("grain", String(1), primary_key=True),
+    Column("bucket", UTCDateTime, primary_key=True),
+    Column("table", String(300), primary_key=True),
+    Column("user", String(200), primary_key=True),
+    Column("queries", BigInteger, nullable=False),
+    Column("errors", BigInteger, nullable=False),
+    Column("duration_ms", Float, nullable=False),
+)
+
+#: what a fingerprint looks like (its normalized SQL), for reports; deleted with its last usage row
+usage_shapes = Table(
+    "usage_shapes", metadata,
+    Column("fingerprint", String(64), primary_key=True),
+    Column("normalized_sql", Text, nullable=False),
+    Column("kind", String(40), nullable=False),
 )

@@ -1,0 +1,211 @@
+"""The store side of usage statistics: adding a batch's deltas (in the batch's transaction), rolling
+hours up into days (retention), and the grouped reads the usage report is built from.
+
+Adding is ``INSERT ... ON CONFLICT DO UPDATE SET n = n + excluded.n`` (SQLite and PostgreSQL), so
+two daemons adding to the same hour and user at once both count, without a read-modify-write race.
+Rows are written in key order, so two concurrent batches lock shared rows in the same order (no
+deadlock on PostgreSQL).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection, Engine
+
+from usagewatch.errors import StoreError
+from usagewatch.store.tables import (
+    ACTIVE_STATUSES,
+    HIST_COLUMNS,
+    findings,
+    usage_queries,
+    usage_shapes,
+    usage_tables,
+)
+from usagewatch.usage.aggregate import (
+    BYTES,
+    DURATION_MS,
+    ERRORS,
+    HIST,
+    QUERIES,
+    ROWS,
+    T_DURATION_MS,
+    T_ERRORS,
+    T_QUERIES,
+    TIMED,
+    UsageDelta,
+)
+
+Q_KEY = ("grain", "bucket", "user", "fingerprint")
+Q_VALUES = ("queries", "errors", "timed", "duration_ms", "rows", "bytes", *HIST_COLUMNS)
+T_KEY = ("grain", "bucket", "table", "user")
+T_VALUES = ("queries", "errors", "duration_ms")
+
+
+def _insert(conn: Connection, table: sa.Table) -> Any:
+    name = conn.dialect.name
+    if name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert as pg_insert
+        return pg_insert(table)
+    if name == "sqlite":
+        from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+        return sqlite_insert(table)
+    raise StoreError(f"usage statistics need SQLite or PostgreSQL, not {name}")
+
+
+def upsert_add(conn: Connection, table: sa.Table, key: Sequence[str], values: Sequence[str],
+               rows: list[dict[str, Any]]) -> None:
+    """Insert ``rows``; where a row with the same key exists, add the values to it."""
+    if not rows:
+        return
+    ins = _insert(conn, table)
+    stmt = ins.on_conflict_do_update(index_elements=[table.c[k] for k in key],
+                                     set_={v: table.c[v] + ins.excluded[v] for v in values})
+    rows.sort(key=lambda r: tuple(r[k] for k in key))
+    for i in range(0, len(rows), 1000):
+        conn.execute(stmt, rows[i:i + 1000])
+
+
+def add(conn: Connection, delta: UsageDelta) -> None:
+    """Add one batch's usage (hour rows) and the shapes of fingerprints not seen before."""
+    hours: dict[int, datetime] = {}
+
+    def hour(ts: int) -> datetime:
+        h = hours.get(ts)
+        if h is None:
+            h = hours[ts] = datetime.fromtimestamp(ts, timezone.utc)
+        return h
+
+    qrows = []
+    for (ts, user, fp), c in delta.queries.items():
+        row: dict[str, Any] = {"grain": "h", "bucket": hour(ts), "user": user, "fingerprint": fp,
+                               "queries": int(c[QUERIES]), "errors": int(c[ERRORS]), "timed": int(c[TIMED]),
+                               "duration_ms": float(c[DURATION_MS]), "rows": int(c[ROWS]), "bytes": int(c[BYTES])}
+        for i, name in enumerate(HIST_COLUMNS):
+            row[name] = int(c[HIST + i])
+        qrows.append(row)
+    trows = [{"grain": "h", "bucket": hour(ts), "table": table[:300], "user": user, "queries": int(c[T_QUERIES]),
+              "errors": int(c[T_ERRORS]), "duration_ms": float(c[T_DURATION_MS])}
+             for (ts, table, user), c in delta.tables.items()]
+    upsert_add(conn, usage_queries, Q_KEY, Q_VALUES, qrows)
+    upsert_add(conn, usage_tables, T_KEY, T_VALUES, trows)
+    if delta.shapes:
+        shapes = sorted(delta.shapes.items())
+        ins = _insert(conn, usage_shapes).on_conflict_do_nothing(index_elements=[usage_shapes.c.fingerprint])
+        conn.execute(ins, [{"fingerprint": fp, "normalized_sql": sql, "kind": kind[:40]} for fp, (sql, kind) in shapes])
+
+
+# --- retention ---------------------------------------------------------------------------------------
+def roll_up(engine: Engine, hourly_before: datetime, keep_before: datetime) -> dict[str, int]:
+    """Fold hour rows older than ``hourly_before`` into day rows (values add up, so totals and
+    histograms are kept), one UTC day per transaction; delete day rows older than ``keep_before``
+    and the shapes no row names any more. Returns rows rolled up and deleted per table.
+
+    The hour rows are taken with ``DELETE ... RETURNING`` and added to their day in the same
+    transaction: what is folded is exactly what was deleted, even while a daemon adds to an old hour."""
+    counts = {"usage_queries rolled up": 0, "usage_tables rolled up": 0, "usage_queries": 0, "usage_tables": 0,
+              "usage_shapes": 0}
+    for table, key, values in ((usage_queries, Q_KEY, Q_VALUES), (usage_tables, T_KEY, T_VALUES)):
+        while True:
+            with engine.begin() as conn:
+                first = conn.execute(sa.select(sa.func.min(table.c.bucket)).where(
+                    table.c.grain == "h", table.c.bucket < hourly_before)).scalar()
+                if first is None:
+                    break
+                if first.tzinfo is None:
+                    first = first.replace(tzinfo=timezone.utc)
+                day = first.astimezone(timezone.utc).replace(hour=0, minute=0, second=0, microsecond=0)
+                end = min(day + timedelta(days=1), hourly_before)
+                gone = conn.execute(table.delete().where(table.c.grain == "h", table.c.bucket >= day,
+                                                         table.c.bucket < end).returning(*table.c)).all()
+                folded: dict[tuple[Any, ...], dict[str, Any]] = {}
+                for r in gone:
+                    m = r._mapping
+                    k = tuple(m[c] for c in key[2:])
+                    into = folded.get(k)
+                    if into is None:
+                        folded[k] = {"grain": "d", "bucket": day, **{c: m[c] for c in key[2:]},
+                                     **{v: m[v] for v in values}}
+                    else:
+                        for v in values:
+                            into[v] += m[v]
+                upsert_add(conn, table, key, values, list(folded.values()))
+                counts[f"{table.name} rolled up"] += len(gone)
+        while True:
+            with engine.begin() as conn:
+                first = conn.execute(sa.select(sa.func.min(table.c.bucket)).where(
+                    table.c.grain == "d", table.c.bucket < keep_before)).scalar()
+                if first is None:
+                    break
+                counts[table.name] += conn.execute(table.delete().where(
+                    table.c.grain == "d", table.c.bucket <= first)).rowcount or 0
+    with engine.begin() as conn:
+        used = sa.exists().where(usage_queries.c.fingerprint == usage_shapes.c.fingerprint)
+        counts["usage_shapes"] += conn.execute(usage_shapes.delete().where(~used)).rowcount or 0
+    return counts
+
+
+# --- reads for the report -------------------------------------------------------------------------------
+def _period(table: sa.Table, start: datetime, end: datetime) -> sa.ColumnElement[bool]:
+    """Rows of the period: hour rows starting in it, day rows whose day starts in it."""
+    return sa.and_(table.c.bucket >= start, table.c.bucket < end)
+
+
+def _sums(table: sa.Table, names: Iterable[str]) -> list[Any]:
+    return [sa.func.coalesce(sa.func.sum(table.c[n]), 0).label(n) for n in names]
+
+
+def totals_by(conn: Connection, by: Sequence[str], start: datetime, end: datetime,
+              where: sa.ColumnElement[bool] | None = None) -> list[dict[str, Any]]:
+    """usage_queries summed per ``by`` columns over the period, histograms included."""
+    cols = [usage_queries.c[b] for b in by]
+    q = sa.select(*cols, *_sums(usage_queries, Q_VALUES)).where(_period(usage_queries, start, end))
+    if where is not None:
+        q = q.where(where)
+    return [dict(r._mapping) for r in conn.execute(q.group_by(*cols))]
+
+
+def activity(conn: Connection, start: datetime, end: datetime) -> list[dict[str, Any]]:
+    """Per bucket and user: queries, errors, time and bytes (no histograms): the time series, the
+    days each user was active and the recent-versus-baseline comparison are computed from these."""
+    c = usage_queries.c
+    q = (sa.select(c.grain, c.bucket, c.user, *_sums(usage_queries, ("queries", "errors", "duration_ms", "bytes")))
+         .where(_period(usage_queries, start, end)).group_by(c.grain, c.bucket, c.user))
+    return [dict(r._mapping) for r in conn.execute(q)]
+
+
+def first_seen(conn: Connection) -> dict[str, datetime]:
+    """Each user's earliest bucket still stored (``usage.keep`` bounds how far back that goes)."""
+    c = usage_queries.c
+    out = {}
+    for user, first in conn.execute(sa.select(c.user, sa.func.min(c.bucket)).group_by(c.user)):
+        if isinstance(first, str):  # SQLite's min() returns the stored text, not through the column type
+            first = datetime.fromisoformat(first)
+        out[user] = first if first.tzinfo else first.replace(tzinfo=timezone.utc)
+    return out
+
+
+def shapes(conn: Connection, fingerprints: Iterable[str]) -> dict[str, tuple[str, str]]:
+    fps = list(fingerprints)
+    out: dict[str, tuple[str, str]] = {}
+    for i in range(0, len(fps), 500):
+        q = sa.select(usage_shapes).where(usage_shapes.c.fingerprint.in_(fps[i:i + 500]))
+        out.update({r.fingerprint: (r.normalized_sql, r.kind) for r in conn.execute(q)})
+    return out
+
+
+def tables(conn: Connection, start: datetime, end: datetime) -> list[dict[str, Any]]:
+    """Per table and user: queries, errors, time over the period."""
+    c = usage_tables.c
+    q = (sa.select(c.table, c.user, *_sums(usage_tables, T_VALUES)).where(_period(usage_tables, start, end))
+         .group_by(c.table, c.user))
+    return [dict(r._mapping) for r in conn.execute(q)]
+
+
+def open_findings_by_user(conn: Connection) -> dict[str, int]:
+    q = (sa.select(findings.c.user, sa.func.count()).where(findings.c.status.in_(ACTIVE_STATUSES))
+         .group_by(findings.c.user))
+    return {u or "": int(n) for u, n in conn.execute(q)}

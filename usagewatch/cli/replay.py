@@ -12,6 +12,7 @@ from pydantic import ValidationError
 from usagewatch.cli import cli, config_option, load_config, open_store
 from usagewatch.config import Config
 from usagewatch.errors import UsagewatchError
+from usagewatch.parallel import jobs_of, replay_jobs
 from usagewatch.pipeline import Pipeline, Stats, make_source
 from usagewatch.sources import Source
 from usagewatch.sources.files import FileSource
@@ -50,21 +51,30 @@ def sources_for(cfg: Config, paths: tuple[str, ...], fmt: str | None) -> list[So
     return out
 
 
-def replay(cfg: Config, paths: tuple[str, ...] = (), fmt: str | None = None, progress: bool = False) -> Stats:
-    """Run the pipeline over the files to their end; returns the counters."""
+def replay(cfg: Config, paths: tuple[str, ...] = (), fmt: str | None = None, progress: bool = False,
+           jobs: int = 1) -> Stats:
+    """Run the pipeline over the files to their end; returns the counters. ``jobs`` > 1 spreads the
+    work over that many processes (``usagewatch.parallel``; 0 = one per CPU) with identical results."""
+    jobs = jobs_of(jobs)
     store = open_store(cfg)
     try:
         pipeline = Pipeline(cfg, store, sources_for(cfg, paths, fmt))
         if not progress:
-            pipeline.poll(at_eof=True)
+            if jobs == 1:
+                pipeline.poll(at_eof=True)
+            else:
+                replay_jobs(pipeline, jobs)
             return pipeline.stats
         files = [p for src in pipeline.sources for p in src.paths() if os.path.isfile(p)]
         total = sum(os.path.getsize(p) for p in files)
         with click.progressbar(length=total, label="Replaying", file=sys.stderr, show_pos=False,
                                show_percent=True, show_eta=True) as bar:
-            for chunk in pipeline.chunks(at_eof=True):
-                pipeline.step(chunk)
-                bar.update(chunk.bytes_read)
+            if jobs == 1:
+                for chunk in pipeline.chunks(at_eof=True):
+                    pipeline.step(chunk)
+                    bar.update(chunk.bytes_read)
+            else:
+                replay_jobs(pipeline, jobs, bar.update)
         return pipeline.stats
     finally:
         store.close()
@@ -73,8 +83,10 @@ def replay(cfg: Config, paths: tuple[str, ...] = (), fmt: str | None = None, pro
 @cli.command("replay")
 @config_option
 @click.option("--format", "fmt", metavar="NAME", help="Log format of the PATHs when no configured source matches them.")
+@click.option("--jobs", "-j", default=1, show_default=True, type=click.IntRange(min=0), metavar="N",
+              help="Spread the work over N processes (0: one per CPU); the findings are the same.")
 @click.argument("paths", nargs=-1, type=click.Path())
-def replay_cmd(config_path: str | None, fmt: str | None, paths: tuple[str, ...]) -> None:
+def replay_cmd(config_path: str | None, fmt: str | None, jobs: int, paths: tuple[str, ...]) -> None:
     """Read existing logs (the configured sources, or PATHs) to their end through the full pipeline.
 
     Files already read are not read again (their position is saved), so a replay can be repeated
@@ -82,5 +94,5 @@ def replay_cmd(config_path: str | None, fmt: str | None, paths: tuple[str, ...])
     the outbox for the daemon to send.
     """
     cfg = load_config(config_path)
-    stats = replay(cfg, paths, fmt, progress=sys.stderr.isatty())
+    stats = replay(cfg, paths, fmt, progress=sys.stderr.isatty(), jobs=jobs)
     click.echo(f"Replayed {stats.summary()}.")

@@ -209,3 +209,13 @@ def open_findings_by_user(conn: Connection) -> dict[str, int]:
     q = (sa.select(findings.c.user, sa.func.count()).where(findings.c.status.in_(ACTIVE_STATUSES))
          .group_by(findings.c.user))
     return {u or "": int(n) for u, n in conn.execute(q)}
+
+
+def error_hot_spots(conn: Connection, start: datetime, end: datetime, limit: int) -> list[dict[str, Any]]:
+    """The (user, fingerprint) pairs with the most failed queries in the period."""
+    c = usage_queries.c
+    errors = sa.func.sum(c.errors)
+    q = (sa.select(c.user, c.fingerprint, sa.func.sum(c.queries).label("queries"), errors.label("errors"))
+         .where(_period(usage_queries, start, end)).group_by(c.user, c.fingerprint).having(errors > 0)
+         .order_by(errors.desc(), c.user, c.fingerprint).limit(limit))
+    return [dict(r._mapping) for r in conn.execute(q)]

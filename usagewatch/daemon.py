@@ -243,14 +243,16 @@ class Daemon:
                     log.info("source %s: directory %s can be read now", src.name, d)
 
     def _start_jobs(self) -> None:
-        """Scheduled jobs (digests, status report) and the action-link endpoint."""
+        """Scheduled jobs (digests, status report) and the web endpoint (action links, console)."""
         self.jobs = Jobs(self.config, self.store, self.channels)
         self.jobs.start()
         if self.config.http is not None:
             from usagewatch.web.server import start_server  # only daemons with links need the web part
 
-            self.web = start_server(self.config.http, self.store)
-            log.info("action links served on %s", self.web.url)
+            # the console (with http.auth) shows the config and rules in force, also after a reload
+            self.web = start_server(self.config.http, self.store, redact_values=self.config.notify.redact_values,
+                                    config=lambda: self.config, rules=lambda: list(self.pipeline.engine.rules))
+            log.info("action links%s served on %s", " and the console" if self.config.http.auth else "", self.web.url)
         if self.metrics_http is None:  # like the web endpoint, kept across reloads
             self.metrics_http = metrics.start_http(self.config.metrics, self.pipeline)
 

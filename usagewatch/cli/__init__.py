@@ -78,4 +78,4 @@ def main() -> None:
 
 
 # the verbs register themselves on ``cli`` when imported
-from usagewatch.cli import check, db, explain, findings, notify, outbox, replay, report, rules, run, silence, sources, status  # noqa: E402,F401
+from usagewatch.cli import check, console, db, explain, findings, notify, outbox, replay, report, rules, run, serve, silence, sources, status  # noqa: E402,F401

@@ -6,6 +6,7 @@ or not)::
     GET  /a/<token>   the finding and ONE button; changes nothing (mail scanners prefetch links)
     POST /a/<token>   verifies again, then ``store.transition(id, action, actor="email link")``
     GET  /healthz     200 "ok"
+    /console/...      the support console when ``http.auth`` is set (``web/console/``)
 
 Status codes: 200 page or done (also "already acknowledged"), 403 bad signature, 400 malformed
 link, 410 expired, 404 unknown finding or path, 409 impossible transition (the store's sentence),
@@ -30,11 +31,12 @@ from urllib.parse import parse_qs, urlsplit
 
 import jinja2
 
-from usagewatch.config import HttpConfig
+from usagewatch.config import Config, HttpConfig
 from usagewatch.errors import ConfigError, StoreError, UsagewatchError
 from usagewatch.notify.render import display_title
 from usagewatch.store import Store
 from usagewatch.store.transitions import ACTIONS
+from usagewatch.web.console import Console, Request, Response
 from usagewatch.web.links import LINK_ACTIONS, LinkError, verify
 
 log = logging.getLogger(__name__)
@@ -103,6 +105,7 @@ class _Server(ThreadingHTTPServer):
     prefix: str
     redact_values: bool
     lock: threading.Lock
+    console: Console | None
 
 
 class _IPv6Server(_Server):
@@ -131,9 +134,14 @@ class _Handler(BaseHTTPRequestHandler):
             if path in ("/healthz", self.server.prefix + "/healthz") and not post:
                 self._send(HTTPStatus.OK, b"ok\n", "text/plain; charset=utf-8")
                 return
+            route = self.server.console.owns(path) if self.server.console is not None else None
+            if route is not None:
+                self._console(route, post)
+                return
             token = self._token(path)
             if token is None:
-                self._message(HTTPStatus.NOT_FOUND, "problem", "Not found", "There is no page here.")
+                hint = "The console is off: it needs http.auth (see docs/console.md)." if "/console" in path else ""
+                self._message(HTTPStatus.NOT_FOUND, "problem", "Not found", "There is no page here.", hint)
                 return
             form = self._form() if post else {}
             if form is None:
@@ -166,6 +174,18 @@ class _Handler(BaseHTTPRequestHandler):
         body = self.rfile.read(length) if length else b""
         fields = parse_qs(body.decode("utf-8", "replace"), keep_blank_values=True)
         return {k: v[0] for k, v in fields.items()}
+
+    def _console(self, route: str, post: bool) -> None:
+        """Hand the request to the console as a plain ``Request``; write its ``Response``."""
+        assert self.server.console is not None
+        form = self._form() if post else {}
+        if form is None:
+            return
+        query = {k: v[0] for k, v in parse_qs(urlsplit(self.path).query).items()}
+        method = "POST" if post else "GET"
+        reply: Response = self.server.console.handle(
+            Request(method, route, query, self.headers, str(self.client_address[0]), form))
+        self._send(reply.status, reply.body.encode("utf-8"), reply.content_type, reply.all_headers()[1:])
 
     # --- the action link ----------------------------------------------------------------------------
     def _action(self, token: str, post: bool, form: Mapping[str, str]) -> None:
@@ -246,11 +266,12 @@ class _Handler(BaseHTTPRequestHandler):
         html = _ENV.get_template(template).render(finding=finding, title=title, **context)
         self._send(status, html.encode("utf-8"), "text/html; charset=utf-8")
 
-    def _send(self, status: HTTPStatus, body: bytes, content_type: str) -> None:
+    def _send(self, status: HTTPStatus, body: bytes, content_type: str,
+              headers: list[tuple[str, str]] | None = None) -> None:
         self.send_response(status)
         self.send_header("Content-Type", content_type)
         self.send_header("Content-Length", str(len(body)))
-        for name, value in _SECURITY_HEADERS.items():
+        for name, value in headers if headers is not None else _SECURITY_HEADERS.items():
             self.send_header(name, value)
         if self.close_connection:
             self.send_header("Connection", "close")
@@ -280,14 +301,21 @@ def _parse_listen(listen: str) -> tuple[str, int]:
 
 
 def start_server(http: HttpConfig, store: Store, *, clock: Callable[[], datetime] | None = None,
-                 redact_values: bool = False) -> Running:
-    """Listen on ``http.listen`` and serve the action links in a daemon thread.
+                 redact_values: bool = False, config: Callable[[], Config | None] | None = None,
+                 rules: Callable[[], list[Any]] | None = None) -> Running:
+    """Listen on ``http.listen`` and serve the action links (and, with ``http.auth``, the console)
+    in a daemon thread.
 
     ``clock`` gives "now" for expiry checks (tests); ``redact_values`` masks sample values in the
-    titles shown, as ``notify.redact_values`` does in emails. Raises ``ConfigError`` when the
-    signing secret is not set, ``UsagewatchError`` when the address cannot be listened on.
+    titles shown, as ``notify.redact_values`` does in emails. ``config`` returns the config in force
+    and ``rules`` the rules in force, for the console's usage and rules pages. Raises
+    ``ConfigError`` when the signing secret is not set, ``UsagewatchError`` when the address cannot
+    be listened on.
     """
     secret = http.secret()  # fail at start, not at the first click
+    lock = threading.Lock()
+    console = (Console(http, store, config=config or (lambda: None), rules=rules, redact_values=redact_values,
+                       lock=lock) if http.auth is not None else None)
     host, port = _parse_listen(http.listen)
     cls = _IPv6Server if ":" in host else _Server
     try:
@@ -299,12 +327,15 @@ def start_server(http: HttpConfig, store: Store, *, clock: Callable[[], datetime
     server.clock = clock or (lambda: datetime.now(timezone.utc))
     server.prefix = urlsplit(http.public_url).path.rstrip("/")
     server.redact_values = redact_values
-    server.lock = threading.Lock()
+    server.lock = lock
+    server.console = console
     bound_host, bound_port = server.server_address[:2]
+    if console is not None:
+        console.listening_on(str(bound_host), int(bound_port))
     thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.2},
                               name="usagewatch-http", daemon=True)
     thread.start()
-    log.info("action links served on %s:%s", bound_host, bound_port)
+    log.info("action links%s served on %s:%s", " and the console" if console else "", bound_host, bound_port)
     return Running(str(bound_host), int(bound_port), server, thread)
 
 

@@ -22,7 +22,7 @@ from usagewatch.notify.routing import Channels
 from usagewatch.notify.status import status_email
 from usagewatch.store import Store
 from usagewatch.store.locks import SHARED_JOBS, Leadership, SharedLock
-from usagewatch.store.retention import run_retention
+from usagewatch.store.retention import run_retention, run_usage_retention
 
 log = logging.getLogger(__name__)
 
@@ -93,7 +93,9 @@ class Jobs:
         if not self.leading():
             return
         try:
-            counts = run_retention(self.store, self.config.retention, self.clock())
+            now = self.clock()
+            counts = run_retention(self.store, self.config.retention, now)
+            counts.update(run_usage_retention(self.store, self.config.usage, now))
             deleted = {k: v for k, v in counts.items() if v}
             if deleted:
                 log.info("retention: deleted %s", ", ".join(f"{v} {k}" for k, v in deleted.items()))

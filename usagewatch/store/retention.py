@@ -17,6 +17,10 @@ giant transaction that would hold locks against the daemons' commits):
 - rule windows whose newest event is older than ``evidence`` (drained windows the engine never
   swept: a key that went quiet, a rule removed from the config).
 
+``run_usage_retention(store, usage_cfg, now)`` rolls usage rows older than ``usage.hourly_for``
+up from hours into days (sums and histograms add, so totals stay exact) and deletes day rows older
+than ``usage.keep`` (``store/usage.py``).
+
 Returns how many rows of each table went. A closed finding is locked (``FOR UPDATE SKIP LOCKED``
 on PostgreSQL) while it is deleted, so a daemon reopening it at that moment either waits or finds
 it gone (its batch then fails and is re-read, making a new finding): never a half-deleted one.
@@ -31,7 +35,8 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from usagewatch.config import RetentionConfig
+from usagewatch.config import RetentionConfig, UsageConfig
+from usagewatch.store import usage as usage_store
 from usagewatch.store.store import Store
 from usagewatch.store.tables import (
     ACTIVE_STATUSES,
@@ -170,3 +175,8 @@ def _delete_findings(conn: Connection, ids: Sequence[int], counts: dict[str, int
         t = {"digest_items": digest_items, "deliveries": deliveries, "outbox": outbox,
              "finding_events": finding_events, "finding_days": finding_days, "findings": findings}[table]
         counts[table] += conn.execute(t.delete().where(cond)).rowcount or 0
+
+
+def run_usage_retention(store: Store, cfg: UsageConfig, now: datetime) -> dict[str, int]:
+    """Roll hourly usage rows older than ``cfg.hourly_for`` up into days; delete days older than ``cfg.keep``."""
+    return usage_store.roll_up(store.engine, now - cfg.hourly_for, now - cfg.keep)

@@ -9,9 +9,10 @@ Window and episode are plain data with ``to_state``/``from_state`` so they survi
 
 from __future__ import annotations
 
-from collections import Counter, deque
+from array import array
+from collections import Counter
 from datetime import datetime, timedelta, timezone
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Iterator
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -82,72 +83,242 @@ def dt_of(ts: float) -> datetime:
     return datetime.fromtimestamp(ts, tz=timezone.utc)
 
 
-class KeyWindow:
-    """One key's events inside the window: (ts, values) entries plus per-name value counts."""
+class _Missing:
+    """Marks a name an entry had no value for (rows are aligned to the window's names)."""
 
-    __slots__ = ("entries", "counts", "episode", "last_ts", "context")
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "MISSING"
+
+
+MISSING: Any = _Missing()
+Row = Any  # one entry's values: () none, a bare value (one name), or a tuple aligned to the names
+_SHARED_NAMES: dict[tuple[str, ...], tuple[str, ...]] = {}
+MAX_SHARED_NAMES = 10_000
+
+
+def _shared_names(names: tuple[str, ...]) -> tuple[str, ...]:
+    """One tuple object for equal name tuples: a shape's value names are the same for every key
+    of that shape, so a million windows hold one tuple (and its strings) instead of a million."""
+    got = _SHARED_NAMES.get(names)
+    if got is None:
+        if len(_SHARED_NAMES) < MAX_SHARED_NAMES:
+            _SHARED_NAMES[names] = names
+        return names
+    return got
+
+
+def _cells(row: Row) -> tuple[Any, ...]:
+    return row if isinstance(row, tuple) else (row,)
+
+
+class _Many:
+    """The entries of a window that holds more than one: timestamps in an ``array('d')`` (8 bytes
+    each), the rows in a list, and per-name value counts. Evicted entries before ``head`` are
+    dropped in bulk once they are half the arrays (amortised O(1) per event, no deque blocks)."""
+
+    __slots__ = ("times", "rows", "head", "counts")
+
+    def __init__(self, times: array[float], rows: list[Row], counts: dict[str, Counter[str | None]]):
+        self.times = times
+        self.rows = rows
+        self.head = 0
+        self.counts = counts
+
+
+class KeyWindow:
+    """One key's events inside the window, stored compactly because there is one per live key.
+
+    A window is empty (``_data`` None), holds one entry (``_data`` its timestamp, ``_row`` its
+    values) - the common case of a key seen once, which costs one small object - or several (a
+    ``_Many``). An entry's values are a *row* aligned to ``names`` (shared between windows of the
+    same shape): a bare value when there is one name, so a one-literal query stores just its value.
+    The window's context (latest user/sql/... for the finding) lives on its episode: only a key
+    that is firing needs one.
+    """
+
+    __slots__ = ("_data", "_row", "names", "episode", "last_ts")
 
     def __init__(self) -> None:
-        self.entries: deque[tuple[float, dict[str, str | None]]] = deque()
-        self.counts: dict[str, Counter[str | None]] = {}
+        self._data: float | _Many | None = None
+        self._row: Row = ()
+        self.names: tuple[str, ...] = ()
         self.episode: Episode | None = None
         self.last_ts = 0.0
-        self.context: dict[str, Any] = {}  # latest user/db/sql/... for the finding
 
+    # rows <-> values ---------------------------------------------------------------------------------
+    def _encode(self, values: dict[str, str | None]) -> Row:
+        if not values:
+            return ()
+        names = self.names
+        if len(values) == len(names) and tuple(values) == names:
+            cells = tuple(values.values())
+        else:
+            new = [n for n in values if n not in names]
+            if new:
+                names = self.names = _shared_names(names + tuple(new))
+            index = {n: i for i, n in enumerate(names)}
+            size = max(index[n] for n in values) + 1
+            out = [MISSING] * size
+            for n, v in values.items():
+                out[index[n]] = v
+            cells = tuple(out)
+        return cells[0] if len(cells) == 1 else cells
+
+    def _values(self, row: Row) -> dict[str, str | None]:
+        return {n: v for n, v in zip(self.names, _cells(row), strict=False) if v is not MISSING}
+
+    def _count(self, counts: dict[str, Counter[str | None]], row: Row, delta: int) -> None:
+        for n, v in zip(self.names, _cells(row), strict=False):  # rows stop at their last name
+            if v is MISSING:
+                continue
+            c = counts.get(n)
+            if c is None:
+                c = counts[n] = Counter()
+            c[v] += delta
+            if c[v] <= 0:
+                del c[v]
+
+    # the window ----------------------------------------------------------------------------------------
     def add(self, ts: float, values: dict[str, str | None], window: float) -> None:
-        if self.entries and ts - self.last_ts > window:
+        data = self._data
+        if data is not None and ts - self.last_ts > window:
             # the key went quiet for a whole window: the pattern (and its episode) is over
-            self.entries.clear()
-            self.counts.clear()
+            data = self._data = None
+            self._row = ()
             self.episode = None
-        self.entries.append((ts, values))
-        for name, value in values.items():
-            self.counts.setdefault(name, Counter())[value] += 1
-        self.last_ts = max(self.last_ts, ts)
-        horizon = self.last_ts - window
-        while self.entries and self.entries[0][0] < horizon:
-            _, old = self.entries.popleft()
-            for name, value in old.items():
-                c = self.counts[name]
-                c[value] -= 1
-                if c[value] <= 0:
-                    del c[value]
+        row = self._encode(values)
+        if ts > self.last_ts:
+            self.last_ts = ts
+        if data is None:
+            self._data, self._row = ts, row
+        elif isinstance(data, _Many):
+            data.times.append(ts)
+            data.rows.append(row)
+            self._count(data.counts, row, 1)
+        else:
+            counts: dict[str, Counter[str | None]] = {}
+            self._count(counts, self._row, 1)
+            self._count(counts, row, 1)
+            data = self._data = _Many(array("d", (data, ts)), [self._row, row], counts)
+            self._row = ()
+        self._evict(self.last_ts - window)
+
+    def _evict(self, horizon: float) -> None:
+        """Drop entries from the front while they are older than ``horizon`` (as a deque would)."""
+        data = self._data
+        if data is None:
+            return
+        if not isinstance(data, _Many):
+            if data < horizon:
+                self._data, self._row = None, ()
+            return
+        times, rows, h = data.times, data.rows, data.head
+        n = len(times)
+        while h < n and times[h] < horizon:
+            self._count(data.counts, rows[h], -1)
+            rows[h] = None
+            h += 1
+        if h == n:
+            self._data, self._row = None, ()
+            return
+        if h >= 32 and 2 * h >= n:
+            del times[:h]
+            del rows[:h]
+            h = 0
+        data.head = h
+
+    def __len__(self) -> int:
+        data = self._data
+        if data is None:
+            return 0
+        if isinstance(data, _Many):
+            return len(data.times) - data.head
+        return 1
+
+    def first_ts(self) -> float:
+        data = self._data
+        if isinstance(data, _Many):
+            return data.times[data.head]
+        assert data is not None, "empty window"
+        return data
+
+    def entries(self) -> Iterator[tuple[float, dict[str, str | None]]]:
+        """(ts, values) of each entry, oldest first."""
+        data = self._data
+        if data is None:
+            return
+        if not isinstance(data, _Many):
+            yield data, self._values(self._row)
+            return
+        h = data.head
+        for ts, row in zip(data.times[h:], data.rows[h:], strict=True):
+            yield ts, self._values(row)
 
     def distinct(self, name: str) -> int:
-        return len(self.counts.get(name, ()))
+        """Different values of ``name`` in the window."""
+        data = self._data
+        if isinstance(data, _Many):
+            return len(data.counts.get(name, ()))
+        if data is None or name not in self.names:
+            return 0
+        cells = _cells(self._row)
+        i = self.names.index(name)
+        return int(i < len(cells) and cells[i] is not MISSING)
 
+    def max_distinct(self) -> int:
+        """The most different values any one name has in the window."""
+        data = self._data
+        if isinstance(data, _Many):
+            return max((len(c) for c in data.counts.values()), default=0)
+        if data is None:
+            return 0
+        return int(any(v is not MISSING for v in _cells(self._row)))
+
+    # persistence -------------------------------------------------------------------------------------
     def to_state(self) -> dict[str, Any]:
+        """The saved form (unchanged since windows were first persisted, so old stores restore)."""
+        ep = self.episode
+        context = ep.context if ep is not None else {}
         return {
-            "entries": [[ts, values] for ts, values in self.entries],
+            "entries": [[ts, values] for ts, values in self.entries()],
             "last_ts": self.last_ts,
-            "episode": self.episode.to_state() if self.episode else None,
-            "context": {**self.context, "tables": list(self.context.get("tables", ()))},
+            "episode": ep.to_state() if ep else None,
+            "context": {**context, "tables": list(context.get("tables", ()))},
         }
 
     @classmethod
     def from_state(cls, state: dict[str, Any]) -> KeyWindow:
         w = cls()
         for ts, values in state.get("entries", []):
-            w.entries.append((ts, values))
-            for name, value in values.items():
-                w.counts.setdefault(name, Counter())[value] += 1
+            w._append(float(ts), values)
         w.last_ts = state.get("last_ts", 0.0)
         ep = state.get("episode")
         w.episode = Episode.from_state(ep) if ep else None
-        w.context = state.get("context", {})
+        if w.episode is not None:
+            w.episode.context = state.get("context", {})
         return w
+
+    def _append(self, ts: float, values: dict[str, str | None]) -> None:
+        """Add a saved entry as it was (no eviction: the saved window was already evicted)."""
+        last, self.last_ts = self.last_ts, float("-inf")
+        self.add(ts, values, float("inf"))
+        self.last_ts = max(last, ts)
 
 
 class Episode:
-    """One continuous run of a pattern for a key: cumulative count and distinct values."""
+    """One continuous run of a pattern for a key: cumulative count and distinct values, and the
+    context of the key's latest event (what the finding shows)."""
 
-    __slots__ = ("id", "first_ts", "count", "values")
+    __slots__ = ("id", "first_ts", "count", "values", "context")
 
     def __init__(self, id: str, first_ts: float):
         self.id = id
         self.first_ts = first_ts
         self.count = 0
         self.values: dict[str, dict[str | None, None]] = {}  # name -> ordered set of values seen
+        self.context: dict[str, Any] = {}
 
     def add(self, values: dict[str, str | None]) -> None:
         self.count += 1
@@ -221,6 +392,8 @@ class WindowedKind(RuleKind):
         self.keys: dict[str, KeyWindow] = {}
         self._dirty: set[str] = set()
         self._gone: set[str] = set()
+        #: no window's last_ts is older than this (a lower bound): a sweep before it has nothing to do
+        self._oldest = float("inf")
 
     # hooks --------------------------------------------------------------------------------------
     def key(self, ne: NormalizedEvent) -> str:
@@ -236,7 +409,7 @@ class WindowedKind(RuleKind):
 
     def progress(self, w: KeyWindow) -> dict[str, Any]:
         """How far a key is from firing, for ``rules test --explain``: counts against thresholds."""
-        return {"runs": len(w.entries), "min_runs": self.params.min_runs}
+        return {"runs": len(w), "min_runs": self.params.min_runs}
 
     def holds(self, w: KeyWindow) -> bool:
         raise NotImplementedError
@@ -250,26 +423,29 @@ class WindowedKind(RuleKind):
             return None
         key = self.key(ne)
         w = self.keys.get(key)
+        ts = ts_of(ne.event.ts)
         if w is None:
             w = self.keys[key] = KeyWindow()
-        ts = ts_of(ne.event.ts)
+            if ts < self._oldest:
+                self._oldest = ts
         values = self.values(ne)
         w.add(ts, values, self.window)
-        ev = ne.event
-        w.context = {"user": ev.user, "database": ev.database, "sql": ev.sql,
-                     "fingerprint": ne.query.fingerprint, "normalized_sql": ne.query.normalized_sql,
-                     "tables": ne.query.tables}
         self._dirty.add(key)
         self._gone.discard(key)
-        if w.episode is None:
+        ep = w.episode
+        if ep is None:
             if not self.holds(w):
                 return None
-            first_ts = w.entries[0][0]
-            w.episode = Episode(f"{dt_of(first_ts).isoformat()}", first_ts)
-            for _, vals in w.entries:
-                w.episode.add(vals)
+            first_ts = w.first_ts()
+            ep = w.episode = Episode(f"{dt_of(first_ts).isoformat()}", first_ts)
+            for _, vals in w.entries():
+                ep.add(vals)
         else:
-            w.episode.add(values)
+            ep.add(values)
+        ev = ne.event
+        ep.context = {"user": ev.user, "database": ev.database, "sql": ev.sql,
+                      "fingerprint": ne.query.fingerprint, "normalized_sql": ne.query.normalized_sql,
+                      "tables": ne.query.tables}
         return key
 
     def update(self, key: str) -> FindingUpdate | None:
@@ -277,7 +453,7 @@ class WindowedKind(RuleKind):
         ep = w.episode if w is not None else None
         if w is None or ep is None:  # swept or drained since it was touched
             return None
-        ctx = w.context
+        ctx = ep.context
         update = FindingUpdate(
             rule=self.spec.id, key=key, episode=ep.id, user=ctx.get("user"), database=ctx.get("database"),
             count=ep.count, distinct_values=0, first_seen=dt_of(ep.first_ts), last_seen=dt_of(w.last_ts),
@@ -299,11 +475,25 @@ class WindowedKind(RuleKind):
         return out
 
     def restore(self, key: str, state: dict[str, Any]) -> None:
-        self.keys[key] = KeyWindow.from_state(state)
+        w = self.keys[key] = KeyWindow.from_state(state)
+        if w.last_ts < self._oldest:
+            self._oldest = w.last_ts
 
     def sweep(self, now: float) -> None:
         horizon = now - self.window
-        for key in [k for k, w in self.keys.items() if w.last_ts < horizon]:
-            del self.keys[key]
+        if self._oldest >= horizon:
+            return  # no window can have drained: skip the walk over every key
+        keys = self.keys
+        oldest = float("inf")
+        gone = []
+        for k, w in keys.items():
+            last = w.last_ts
+            if last < horizon:
+                gone.append(k)
+            elif last < oldest:
+                oldest = last
+        for key in gone:
+            del keys[key]
             self._dirty.discard(key)
             self._gone.add(key)
+        self._oldest = oldest

@@ -93,7 +93,7 @@ class QueryPattern(WindowedKind):
         return not p.expressions or q.expressions.issuperset(p.expressions)
 
     def holds(self, w: KeyWindow) -> bool:
-        return len(w.entries) >= self.params.min_runs
+        return len(w) >= self.params.min_runs
 
     def describe(self, w: KeyWindow, update: FindingUpdate) -> None:
         update.distinct_values = 1

@@ -22,7 +22,7 @@ class RepeatedIdentical(WindowedKind):
         return f"{super().key(ne)} values={values_digest(ne)}"
 
     def holds(self, w: KeyWindow) -> bool:
-        return len(w.entries) >= self.params.min_runs
+        return len(w) >= self.params.min_runs
 
     def describe(self, w: KeyWindow, update: FindingUpdate) -> None:
         update.distinct_values = 1

@@ -51,7 +51,7 @@ class Threshold(WindowedKind):
         return not m.error_codes or ev.error_code in m.error_codes
 
     def holds(self, w: KeyWindow) -> bool:
-        return len(w.entries) >= self.params.min_runs
+        return len(w) >= self.params.min_runs
 
     def describe(self, w: KeyWindow, update: FindingUpdate) -> None:
         assert w.episode is not None

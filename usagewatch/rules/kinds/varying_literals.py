@@ -66,14 +66,14 @@ class VaryingLiterals(WindowedKind):
         return value_names(ne)
 
     def holds(self, w: KeyWindow) -> bool:
-        if len(w.entries) < self.params.min_runs:
+        if len(w) < self.params.min_runs:
             return False
         need = self.params.min_distinct or self.params.min_runs
-        return any(len(c) >= need for c in w.counts.values())
+        return w.max_distinct() >= need
 
     def progress(self, w: KeyWindow) -> dict[str, Any]:
-        distinct = max((len(c) for c in w.counts.values()), default=0)
-        return {"runs": len(w.entries), "min_runs": self.params.min_runs,
+        distinct = w.max_distinct()
+        return {"runs": len(w), "min_runs": self.params.min_runs,
                 "distinct": distinct, "min_distinct": self.params.min_distinct}
 
     def describe(self, w: KeyWindow, update: FindingUpdate) -> None:

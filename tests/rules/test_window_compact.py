@@ -1,0 +1,136 @@
+"""The compact ``KeyWindow`` (one small object per key, arrays for several entries) behaves exactly
+like the plain deque of (ts, values) it replaced, and restores the states that one saved."""
+
+from __future__ import annotations
+
+import json
+import random
+from collections import Counter, deque
+
+import pytest
+
+from tests.helpers.configs import STORY_RULES
+from tests.helpers.events import run
+from usagewatch.rules import RuleEngine, load_rules
+from usagewatch.rules.kinds.base import KeyWindow
+
+
+class Reference:
+    """The window as it was: a deque of (ts, values) and per-name Counters."""
+
+    def __init__(self) -> None:
+        self.entries: deque[tuple[float, dict[str, str | None]]] = deque()
+        self.counts: dict[str, Counter[str | None]] = {}
+        self.last_ts = 0.0
+        self.cleared = 0
+
+    def add(self, ts: float, values: dict[str, str | None], window: float) -> None:
+        if self.entries and ts - self.last_ts > window:
+            self.entries.clear()
+            self.counts.clear()
+            self.cleared += 1
+        self.entries.append((ts, values))
+        for name, value in values.items():
+            self.counts.setdefault(name, Counter())[value] += 1
+        self.last_ts = max(self.last_ts, ts)
+        horizon = self.last_ts - window
+        while self.entries and self.entries[0][0] < horizon:
+            _, old = self.entries.popleft()
+            for name, value in old.items():
+                c = self.counts[name]
+                c[value] -= 1
+                if c[value] <= 0:
+                    del c[value]
+
+
+def same(w: KeyWindow, ref: Reference, names: list[str]) -> None:
+    assert len(w) == len(ref.entries)
+    assert list(w.entries()) == list(ref.entries)
+    assert w.last_ts == ref.last_ts
+    for n in names:
+        assert w.distinct(n) == len(ref.counts.get(n, ())), n
+    assert w.max_distinct() == max((len(c) for c in ref.counts.values()), default=0)
+    if ref.entries:
+        assert w.first_ts() == ref.entries[0][0]
+
+
+def values_of(rnd: random.Random, kind: str, names: list[str]) -> dict[str, str | None]:
+    if kind == "none":
+        return {}
+    if kind == "one":
+        return {"company_id": rnd.choice([None, "1", "2", "3", str(rnd.randrange(1000))])}
+    picked = [n for n in names if rnd.random() < 0.7] if kind == "ragged" else names
+    return {n: rnd.choice([None, "a", "b", str(rnd.randrange(50))]) for n in picked}
+
+
+@pytest.mark.parametrize("seed", range(40))
+@pytest.mark.parametrize("kind", ["none", "one", "fixed", "ragged"])
+def test_compact_window_equals_the_deque_it_replaced(seed: int, kind: str) -> None:
+    rnd = random.Random(seed)
+    names = ["company_id", "value 2", "region"]
+    window = rnd.choice([5.0, 60.0, 3600.0])
+    w, ref = KeyWindow(), Reference()
+    ts = 1_700_000_000.0
+    for _ in range(rnd.randrange(1, 400)):
+        r = rnd.random()
+        if r < 0.03:
+            ts += window * rnd.uniform(1.01, 3)  # a quiet gap: the window starts over
+        elif r < 0.08:
+            ts -= rnd.uniform(0, window * 1.5)  # late (out of order), sometimes by more than the window
+        else:
+            ts += rnd.expovariate(1.0) * window / 20
+        values = values_of(rnd, kind, names)
+        w.add(ts, values, window)
+        ref.add(ts, values, window)
+        same(w, ref, names)
+    # saved and restored (through JSON, as the store does): the same window again
+    back = KeyWindow.from_state(json.loads(json.dumps(w.to_state())))
+    same(back, ref, names)
+
+
+def test_old_saved_state_restores_with_its_context_and_episode() -> None:
+    """A state exactly as the deque-based window saved it (context at the window level)."""
+    ts0 = 1_793_610_000.0
+    state = {
+        "entries": [[ts0 + m * 60, {"company_id": str(1000 + m)}] for m in range(20)],
+        "last_ts": ts0 + 19 * 60,
+        "episode": {"id": "2026-11-02T09:00:00+00:00", "first_ts": ts0, "count": 20,
+                    "values": {"company_id": [str(1000 + m) for m in range(20)]}},
+        "context": {"user": "kim", "database": "dw", "sql": "SELECT 1", "fingerprint": "fp-orders",
+                    "normalized_sql": "SELECT * FROM orders WHERE company_id = ?", "tables": ["orders"]},
+    }
+    w = KeyWindow.from_state(state)
+    assert len(w) == 20 and w.distinct("company_id") == 20 and w.episode is not None
+    assert w.episode.context["user"] == "kim"
+    again = w.to_state()
+    assert again["entries"] == state["entries"] and again["context"] == state["context"]
+
+
+def test_engine_restores_windows_saved_in_the_old_form() -> None:
+    """70 runs saved by the old code (its exact state form) plus 66 after a restart: one episode of 136."""
+    e1 = RuleEngine(load_rules(STORY_RULES))
+    e1.updates(e1.feed_all([run("kim", m * 0.4, str(m)) for m in range(70)]))
+    saved = []
+    for (rule, key), state in e1.take_state().items():
+        assert state is not None
+        # the old form also carried the latest event's context in windows without an episode
+        if state["episode"] is None:
+            state["context"] = {"user": "kim", "database": "dw", "sql": "x", "fingerprint": "fp-orders",
+                                "normalized_sql": "x", "tables": ["orders"]}
+        saved.append((rule, key, json.loads(json.dumps(state))))
+    e2 = RuleEngine(load_rules(STORY_RULES))
+    e2.restore(saved)
+    ups = e2.updates(e2.feed_all([run("kim", 28 + m * 0.4, str(1000 + m)) for m in range(66)]))
+    assert [(u.count, u.distinct_values) for u in ups if u.rule == "same-query-different-ids"] == [(136, 136)]
+
+
+def test_sweep_forgets_drained_windows_and_skips_when_none_can_have_drained() -> None:
+    e = RuleEngine(load_rules(STORY_RULES))
+    e.feed_all([run(u, 0, "1") for u in ("a", "b")] + [run("c", 30, "1")])
+    kind = e.rules[0].kind
+    e.take_state()
+    kind.sweep(run("x", 60 + 10, None).event.ts.timestamp())  # an hour after a and b, 40 min after c
+    assert sorted(kind.state_keys()) == ["user=c fingerprint=fp-orders"]
+    assert set(kind.take_dirty()) == {"user=a fingerprint=fp-orders", "user=b fingerprint=fp-orders"}
+    kind.sweep(run("x", 60 + 20, None).event.ts.timestamp())  # still inside c's window
+    assert kind.state_keys() == ["user=c fingerprint=fp-orders"] and kind.take_dirty() == {}

@@ -100,12 +100,14 @@ def add(conn: Connection, delta: UsageDelta) -> None:
 
 # --- retention ---------------------------------------------------------------------------------------
 def roll_up(engine: Engine, hourly_before: datetime, keep_before: datetime) -> dict[str, int]:
-    """Fold hour rows older than ``hourly_before`` into day rows (values add up, so totals and
-    histograms are kept), one UTC day per transaction; delete day rows older than ``keep_before``
+    """Fold hour rows of the UTC days before the one of ``hourly_before`` into day rows (values add
+    up, so totals and histograms are kept), one day per transaction; delete day rows older than ``keep_before``
     and the shapes no row names any more. Returns rows rolled up and deleted per table.
 
     The hour rows are taken with ``DELETE ... RETURNING`` and added to their day in the same
     transaction: what is folded is exactly what was deleted, even while a daemon adds to an old hour."""
+    # whole days only: a day is either hours or one day row (late events for it are rolled up next time)
+    hourly_before = hourly_before.astimezone(timezone.utc).replace(hour=0, minute=0, second=0, microsecond=0)
     counts = {"usage_queries rolled up": 0, "usage_tables rolled up": 0, "usage_queries": 0, "usage_tables": 0,
               "usage_shapes": 0}
     for table, key, values in ((usage_queries, Q_KEY, Q_VALUES), (usage_tables, T_KEY, T_VALUES)):
@@ -118,7 +120,7 @@ def roll_up(engine: Engine, hourly_before: datetime, keep_before: datetime) -> d
                 if first.tzinfo is None:
                     first = first.replace(tzinfo=timezone.utc)
                 day = first.astimezone(timezone.utc).replace(hour=0, minute=0, second=0, microsecond=0)
-                end = min(day + timedelta(days=1), hourly_before)
+                end = day + timedelta(days=1)
                 gone = conn.execute(table.delete().where(table.c.grain == "h", table.c.bucket >= day,
                                                          table.c.bucket < end).returning(*table.c)).all()
                 folded: dict[tuple[Any, ...], dict[str, Any]] = {}

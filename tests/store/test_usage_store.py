@@ -1,0 +1,90 @@
+"""Usage rows in the store, on SQLite and PostgreSQL: deltas add to existing rows in the batch's
+transaction, hours roll up into days without changing any total, old days go, and a database at
+revision 0002 gets the usage tables."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+import sqlalchemy as sa
+
+from tests.helpers.events import T0
+from tests.helpers.usage import commit, delta, event, stored, totals
+from tests.store.test_migrations import alembic_revision, upgrade_to
+from usagewatch.errors import StoreError
+from usagewatch.model import FileCursor
+from usagewatch.store import Batch, Store
+from usagewatch.store import usage as usage_store
+from usagewatch.store.tables import usage_queries, usage_shapes
+
+
+@pytest.fixture
+def store(store_url):
+    s = Store(store_url)
+    yield s
+    s.close()
+
+
+def test_deltas_add_to_the_stored_rows(store):
+    batch = [event("kim", T0, ms=100.0), event("kim", T0 + timedelta(minutes=5), ms=3000.0, error=True,
+                                               bytes_scanned=10 ** 9, rows=7)]
+    commit(store, batch)
+    commit(store, batch)
+    (row,) = stored(store)["queries"].values()
+    assert (row["queries"], row["errors"], row["timed"], row["duration_ms"], row["rows"], row["bytes"]) == \
+        (4, 2, 4, 6200.0, 14, 2 * 10 ** 9)
+    assert row["h07"] == 2 and row["h12"] == 2  # 100 ms in [64, 128), 3 s in [2048, 4096)
+    assert stored(store)["tables"][("h", T0, "orders", "kim")] == {"queries": 4, "errors": 2, "duration_ms": 6200.0}
+    assert list(stored(store)["shapes"]) == [("fp-a",)]
+
+
+def test_usage_is_saved_with_the_checkpoint_or_not_at_all(store, monkeypatch):
+    cursor = FileCursor(source="s", path="/x.csv", dev=1, inode=2, head_len=0, head_hash="", offset=100)
+
+    def broken(conn, d):
+        raise sa.exc.OperationalError("INSERT", {}, Exception("disk full"))
+
+    monkeypatch.setattr(usage_store, "add", broken)
+    with pytest.raises(StoreError):
+        store.commit(Batch(cursors=[cursor], usage=delta([event("kim", T0)])))
+    assert store.cursors("s") == {} and stored(store)["queries"] == {}
+
+
+def test_hours_roll_up_into_days_keeping_every_total_and_old_days_go(store):
+    events = [event(u, T0 + timedelta(hours=h), ms=ms, fingerprint=fp, error=(h % 5 == 0), bytes_scanned=1000)
+              for h in range(0, 72, 3) for u in ("kim", "lee") for fp, ms in (("fp-a", 40.0), ("fp-b", 2500.0))]
+    commit(store, events)
+    before = totals(store)
+    assert before["queries"] == 96
+    now = T0 + timedelta(days=3)
+    counts = usage_store.roll_up(store.engine, hourly_before=now - timedelta(days=1), keep_before=T0 - timedelta(days=30))
+    assert counts["usage_queries rolled up"] == 2 * 2 * (5 + 8)  # the hours of the first two days, whole days only
+    assert totals(store) == before
+    rows = stored(store)["queries"]
+    day0 = T0.replace(hour=0)
+    assert rows[("d", day0, "kim", "fp-b")]["queries"] == 5  # 09:00 .. 21:00 of the first day
+    assert rows[("d", day0, "kim", "fp-b")]["h12"] == 5
+    assert {k[0] for k in rows if k[1] >= day0 + timedelta(days=2)} == {"h"}
+    assert {k[0] for k in rows if k[1] < day0 + timedelta(days=2)} == {"d"}
+    assert usage_store.roll_up(store.engine, now - timedelta(days=1), T0 - timedelta(days=30))["usage_queries rolled up"] == 0
+    # days before keep_before are deleted, and shapes nothing refers to any more
+    commit(store, [event("old", T0 - timedelta(days=500), fingerprint="fp-old")])
+    counts = usage_store.roll_up(store.engine, now - timedelta(days=1), keep_before=now - timedelta(days=400))
+    assert (counts["usage_queries"], counts["usage_tables"], counts["usage_shapes"]) == (1, 1, 1)
+    with store.engine.connect() as conn:
+        assert conn.execute(sa.select(sa.func.count()).select_from(usage_queries)
+                            .where(usage_queries.c.user == "old")).scalar() == 0
+        assert {r.fingerprint for r in conn.execute(sa.select(usage_shapes))} == {"fp-a", "fp-b"}
+    assert totals(store) == before
+
+
+def test_a_database_at_revision_0002_gets_the_usage_tables(store_url):
+    upgrade_to(store_url, "0002")
+    s = Store(store_url)
+    assert s.upgraded is not None and (s.upgraded.before, s.upgraded.after) == ("0002", "0003")
+    assert alembic_revision(store_url) == "0003"
+    assert {"usage_queries", "usage_tables", "usage_shapes"} <= set(sa.inspect(s.engine).get_table_names())
+    commit(s, [event("kim", T0)])
+    assert totals(s)["queries"] == 1
+    s.close()

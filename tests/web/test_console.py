@@ -13,7 +13,7 @@ import pytest
 from tests.web.client import Client
 from tests.web.conftest import SECRET, SECRET_ENV
 from usagewatch.config import HttpAuthConfig, HttpConfig
-from usagewatch.errors import ConfigError
+from usagewatch.errors import ConfigError, UsagewatchError
 from usagewatch.store import Store
 from usagewatch.web import Running, action_links, start_server
 from usagewatch.web.console.auth import check_password, hash_password, read_users, write_user
@@ -283,7 +283,7 @@ def test_passwords_are_stored_as_salted_scrypt_hashes(users):
     assert hash_password(PASSWORD) != hash_password(PASSWORD)  # salted
     assert not check_password(PASSWORD, None) and not check_password(PASSWORD, "md5$abc")
     assert users.stat().st_mode & 0o077 == 0
-    with pytest.raises(ConfigError, match="not a usable user name"):
+    with pytest.raises(UsagewatchError, match="not a usable user name"):
         write_user(users, "ana:root", PASSWORD)
 
 

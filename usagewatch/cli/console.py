@@ -7,7 +7,7 @@ import sys
 import click
 
 from usagewatch.cli import cli, config_option, load_config
-from usagewatch.errors import ConfigError
+from usagewatch.errors import UsagewatchError
 from usagewatch.web.console.auth import write_user
 
 MIN_PASSWORD = 10
@@ -27,12 +27,12 @@ def add_user_cmd(config_path: str | None, password_stdin: bool, name: str) -> No
     cfg = load_config(config_path)
     auth = cfg.http.auth if cfg.http is not None else None
     if auth is None or auth.mode != "login" or not auth.users_file:
-        raise ConfigError("console users need http.auth with mode: login and users_file; see docs/console.md.")
+        raise UsagewatchError("console users need http.auth with mode: login and users_file; see docs/console.md.")
     if password_stdin:
         password = sys.stdin.readline().rstrip("\r\n")
     else:
         password = click.prompt(f"Password for {name}", hide_input=True, confirmation_prompt=True)
     if len(password) < MIN_PASSWORD:
-        raise ConfigError(f"the password is too short: use at least {MIN_PASSWORD} characters.")
+        raise UsagewatchError(f"the password is too short: use at least {MIN_PASSWORD} characters.")
     new = write_user(auth.users_file, name, password)
     click.echo(f"{'Added' if new else 'Changed the password of'} {name} in {auth.users_file}.")

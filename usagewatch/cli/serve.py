@@ -14,7 +14,7 @@ from types import FrameType
 import click
 
 from usagewatch.cli import cli, config_option, load_config, open_store
-from usagewatch.errors import ConfigError
+from usagewatch.errors import UsagewatchError
 from usagewatch.logs import setup_logging
 from usagewatch.web.server import start_server
 
@@ -29,7 +29,7 @@ def serve_cmd(ctx: click.Context, config_path: str | None, listen: str | None) -
     """Serve the web console and the action links over the store, until stopped (Ctrl-C, SIGTERM)."""
     cfg = load_config(config_path)
     if cfg.http is None:
-        raise ConfigError("usagewatch serve needs the http: section (listen, public_url, auth); see docs/console.md.")
+        raise UsagewatchError("usagewatch serve needs the http: section (listen, public_url, auth); see docs/console.md.")
     http = cfg.http.model_copy(update={"listen": listen}) if listen else cfg.http
     setup_logging(cfg.log.format, "debug" if ctx.obj.get("debug") else cfg.log.level)
     store = open_store(cfg)

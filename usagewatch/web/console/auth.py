@@ -30,7 +30,7 @@ from pathlib import Path
 
 from itsdangerous import BadSignature, URLSafeTimedSerializer
 
-from usagewatch.errors import ConfigError
+from usagewatch.errors import UsagewatchError
 
 COOKIE = "uw_console"
 NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._@+-]{0,63}")
@@ -117,7 +117,7 @@ def write_user(path: str | Path, name: str, password: str) -> bool:
     The file is rewritten whole (to a temporary file, then renamed) and readable only by its owner.
     """
     if not NAME.fullmatch(name):
-        raise ConfigError(f"{name!r} is not a usable user name: letters, digits and . _ @ + - (up to 64).")
+        raise UsagewatchError(f"{name!r} is not a usable user name: letters, digits and . _ @ + - (up to 64).")
     p = Path(path)
     lines = p.read_text(encoding="utf-8").splitlines() if p.exists() else []
     entry = f"{name}:{hash_password(password)}"

@@ -132,10 +132,31 @@ def test_a_new_password_ends_the_users_sessions(ana, users):
     assert ana.get("/console/findings").status == 303
 
 
-def test_too_many_failed_logins_from_one_address_are_refused_for_a_while(browser):
+def test_too_many_failed_logins_for_a_user_are_refused_for_a_while(browser, server, users):
     for _ in range(10):
         assert browser.login("ana", "guess").status == 401
-    assert browser.login("ana", PASSWORD).status == 429
+    refused = browser.login("ana", PASSWORD)
+    assert refused.status == 429 and "Too many failed attempts" in refused.text
+    write_user(users, "bo", PASSWORD)  # the rest of the team, behind the same proxy address, still gets in
+    assert Client(server.port, origin=PUBLIC).login("bo", PASSWORD).status == 303
+
+
+def test_the_console_under_a_path_prefix_answers_with_or_without_it(monkeypatch, users, store):
+    monkeypatch.setenv(SECRET_ENV, SECRET)
+    http = HttpConfig(listen="127.0.0.1:0", public_url="https://intra.example.com/usagewatch", secret_env=SECRET_ENV,
+                      auth=HttpAuthConfig(mode="login", users_file=str(users)))
+    running = start_server(http, store)
+    try:
+        client = Client(running.port, origin="https://intra.example.com")
+        for path in ("/usagewatch/console/findings", "/console/findings"):  # the proxy passes the prefix, or strips it
+            reply = client.get(path)
+            assert reply.status == 303
+            assert reply.location == "/usagewatch/console/login?next=%2Fusagewatch%2Fconsole%2Ffindings"
+        assert "Path=/usagewatch/console/" in client.get("/usagewatch/console/login").cookies[0]
+        assert client.login("ana", PASSWORD, base="/usagewatch/console").location == "/usagewatch/console/findings"
+        assert client.get("/console/findings/1").status == 200
+    finally:
+        running.stop()
 
 
 # --- CSRF ------------------------------------------------------------------------------------------

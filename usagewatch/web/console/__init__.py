@@ -78,6 +78,9 @@ class Console:
         self.sessions = Sessions(http.secret(), auth.session_ttl.total_seconds(), secure=public.scheme == "https",
                                  path=self.base + "/")
         self.users = Users(auth.users_file) if auth.mode == "login" and auth.users_file else None
+        if self.users is not None and not self.users.path.exists():
+            log.warning("console: the users file %s does not exist; nobody can log in until "
+                        "`usagewatch console add-user NAME` creates it", self.users.path)
         self.proxies = TrustedProxies(auth.header, auth.trusted_proxies) if auth.mode == "proxy_header" else None
         self.throttle = Throttle()
         origin = csrf.origin_of(http.public_url)
@@ -188,13 +191,16 @@ class Console:
         refused = self._check_post(req, session)
         if refused is not None:
             return refused
-        if self.throttle.blocked(req.client):
-            return self._page("login.html.j2", anon, HTTPStatus.TOO_MANY_REQUESTS, heading="Log in", next=nxt,
-                              error="Too many failed attempts from your address; wait ten minutes.", logged_out=False)
         name = (req.form.get("user") or "").strip()
+        # per address AND name: behind a proxy every client has the proxy's address, and one person
+        # mistyping must not lock out the whole team
+        attempt = f"{req.client} {name.lower()}"
+        if self.throttle.blocked(attempt):
+            return self._page("login.html.j2", anon, HTTPStatus.TOO_MANY_REQUESTS, heading="Log in", next=nxt,
+                              error="Too many failed attempts for this user; wait ten minutes.", logged_out=False)
         stored = self.users.get(name) if self.users is not None and name else None
         if not check_password(req.form.get("password") or "", stored) or stored is None:
-            self.throttle.failed(req.client)
+            self.throttle.failed(attempt)
             log.warning("console: failed login for %r from %s", name[:64], req.client)
             return self._page("login.html.j2", anon, HTTPStatus.UNAUTHORIZED, heading="Log in", next=nxt,
                               error="Wrong user name or password.", logged_out=False)

@@ -212,8 +212,9 @@ class TrustedProxies:
 
 
 class Throttle:
-    """At most ``limit`` failed logins per client address in ``window`` seconds; then refuse for a while.
-    scrypt already makes each guess slow; this keeps a script from trying thousands an hour."""
+    """At most ``limit`` failed logins per key (client address and user name) in ``window`` seconds;
+    then refuse for a while. scrypt already makes each guess slow; this keeps a script from trying
+    thousands an hour."""
 
     def __init__(self, limit: int = 10, window: float = 600.0):
         self.limit = limit
@@ -221,14 +222,14 @@ class Throttle:
         self._failures: dict[str, list[float]] = {}
         self._lock = threading.Lock()
 
-    def blocked(self, address: str) -> bool:
+    def blocked(self, key: str) -> bool:
         with self._lock:
-            return len(self._recent(address)) >= self.limit
+            return len(self._recent(key)) >= self.limit
 
-    def failed(self, address: str) -> None:
+    def failed(self, key: str) -> None:
         with self._lock:
-            self._recent(address).append(time.monotonic())
-            if len(self._failures) > 10000:  # an address flood must not grow memory without bound
+            self._recent(key).append(time.monotonic())
+            if len(self._failures) > 10000:  # a flood of names must not grow memory without bound
                 self._failures = {a: t for a, t in self._failures.items() if t and t[-1] > time.monotonic() - self.window}
 
     def _recent(self, address: str) -> list[float]:

@@ -54,8 +54,9 @@ def stored(store: Store) -> dict[str, Any]:
 
 
 def totals(store: Store) -> dict[str, float]:
-    """Sums over every usage_queries row (any grain)."""
+    """Sums over every usage_queries row (any grain); the largest max_ms."""
     cols = [c for c in usage_queries.c if c.name not in ("grain", "bucket", "user", "fingerprint")]
     with store.engine.connect() as conn:
-        row = conn.execute(sa.select(*(sa.func.coalesce(sa.func.sum(c), 0).label(c.name) for c in cols))).one()
+        row = conn.execute(sa.select(*(sa.func.coalesce((sa.func.max if c.name == "max_ms" else sa.func.sum)(c), 0)
+                                       .label(c.name) for c in cols))).one()
     return {k: round(float(v), 6) for k, v in row._mapping.items()}

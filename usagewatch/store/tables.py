@@ -247,6 +247,7 @@ usage_queries = Table(
     Column("errors", BigInteger, nullable=False),
     Column("timed", BigInteger, nullable=False),        # queries whose duration is known
     Column("duration_ms", Float, nullable=False),
+    Column("max_ms", Float, nullable=False),            # the slowest query (merged by max, not added)
     Column("rows", BigInteger, nullable=False),
     Column("bytes", BigInteger, nullable=False),
     *(Column(name, Integer, nullable=False) for name in HIST_COLUMNS),

@@ -30,6 +30,7 @@ from usagewatch.usage.aggregate import (
     DURATION_MS,
     ERRORS,
     HIST,
+    MAX_MS,
     QUERIES,
     ROWS,
     T_DURATION_MS,
@@ -40,7 +41,9 @@ from usagewatch.usage.aggregate import (
 )
 
 Q_KEY = ("grain", "bucket", "user", "fingerprint")
-Q_VALUES = ("queries", "errors", "timed", "duration_ms", "rows", "bytes", *HIST_COLUMNS)
+Q_VALUES = ("queries", "errors", "timed", "duration_ms", "max_ms", "rows", "bytes", *HIST_COLUMNS)
+#: values merged by taking the larger one instead of adding
+MAXED = frozenset({"max_ms"})
 T_KEY = ("grain", "bucket", "table", "user")
 T_VALUES = ("queries", "errors", "duration_ms")
 
@@ -62,8 +65,10 @@ def upsert_add(conn: Connection, table: sa.Table, key: Sequence[str], values: Se
     if not rows:
         return
     ins = _insert(conn, table)
+    larger = sa.func.greatest if conn.dialect.name == "postgresql" else sa.func.max  # SQLite's 2-argument max()
     stmt = ins.on_conflict_do_update(index_elements=[table.c[k] for k in key],
-                                     set_={v: table.c[v] + ins.excluded[v] for v in values})
+                                     set_={v: larger(table.c[v], ins.excluded[v]) if v in MAXED
+                                           else table.c[v] + ins.excluded[v] for v in values})
     rows.sort(key=lambda r: tuple(r[k] for k in key))
     for i in range(0, len(rows), 1000):
         conn.execute(stmt, rows[i:i + 1000])
@@ -83,7 +88,8 @@ def add(conn: Connection, delta: UsageDelta) -> None:
     for (ts, user, fp), c in delta.queries.items():
         row: dict[str, Any] = {"grain": "h", "bucket": hour(ts), "user": user, "fingerprint": fp,
                                "queries": int(c[QUERIES]), "errors": int(c[ERRORS]), "timed": int(c[TIMED]),
-                               "duration_ms": float(c[DURATION_MS]), "rows": int(c[ROWS]), "bytes": int(c[BYTES])}
+                               "duration_ms": float(c[DURATION_MS]), "max_ms": float(c[MAX_MS]), "rows": int(c[ROWS]),
+                               "bytes": int(c[BYTES])}
         for i, name in enumerate(HIST_COLUMNS):
             row[name] = int(c[HIST + i])
         qrows.append(row)
@@ -133,7 +139,7 @@ def roll_up(engine: Engine, hourly_before: datetime, keep_before: datetime) -> d
                                      **{v: m[v] for v in values}}
                     else:
                         for v in values:
-                            into[v] += m[v]
+                            into[v] = max(into[v], m[v]) if v in MAXED else into[v] + m[v]
                 upsert_add(conn, table, key, values, list(folded.values()))
                 counts[f"{table.name} rolled up"] += len(gone)
         while True:
@@ -157,7 +163,7 @@ def _period(table: sa.Table, start: datetime, end: datetime) -> sa.ColumnElement
 
 
 def _sums(table: sa.Table, names: Iterable[str]) -> list[Any]:
-    return [sa.func.coalesce(sa.func.sum(table.c[n]), 0).label(n) for n in names]
+    return [sa.func.coalesce((sa.func.max if n in MAXED else sa.func.sum)(table.c[n]), 0).label(n) for n in names]
 
 
 def totals_by(conn: Connection, by: Sequence[str], start: datetime, end: datetime,

@@ -30,8 +30,9 @@ HOUR: Final = 3600
 DAY: Final = 86400
 
 # the layout of a query row's counters (a plain list, so adding to it is cheap)
-QUERIES, ERRORS, TIMED, DURATION_MS, ROWS, BYTES = range(6)
-HIST = 6  # BUCKETS histogram counters follow
+QUERIES, ERRORS, TIMED, DURATION_MS, ROWS, BYTES, MAX_MS = range(7)
+HIST = 7  # BUCKETS histogram counters follow
+#: every counter adds up when deltas merge, except MAX_MS, which takes the larger
 QUERY_FIELDS: Final = HIST + BUCKETS
 # a table row's counters
 T_QUERIES, T_ERRORS, T_DURATION_MS = range(3)
@@ -93,7 +94,7 @@ class UsageDelta:
 
     def merge(self, other: UsageDelta) -> None:
         """Add ``other`` into this one (parts from workers over disjoint users, or consecutive chunks)."""
-        _add_into(self.queries, other.queries)
+        _add_into(self.queries, other.queries, MAX_MS)
         _add_into(self.tables, other.tables)
         for fp, shape in other.shapes.items():
             self.shapes.setdefault(fp, shape)
@@ -111,18 +112,22 @@ class UsageDelta:
         out = [0.0] * QUERY_FIELDS
         for row in self.queries.values():
             for i, v in enumerate(row):
-                out[i] += v
+                out[i] = max(out[i], v) if i == MAX_MS else out[i] + v
         return out
 
 
-def _add_into(into: dict[tuple[int, str, str], list[float]], other: dict[tuple[int, str, str], list[float]]) -> None:
+def _add_into(into: dict[tuple[int, str, str], list[float]], other: dict[tuple[int, str, str], list[float]],
+              max_at: int | None = None) -> None:
     for key, row in other.items():
         mine = into.get(key)
         if mine is None:
             into[key] = list(row)
         else:
             for i, v in enumerate(row):
-                mine[i] += v
+                if i == max_at:
+                    mine[i] = max(mine[i], v)
+                else:
+                    mine[i] += v
 
 
 class UsageAccumulator:
@@ -156,6 +161,8 @@ class UsageAccumulator:
         if ms is not None:
             row[TIMED] += 1
             row[DURATION_MS] += ms
+            if ms > row[MAX_MS]:
+                row[MAX_MS] = ms
             row[HIST + (0 if ms < 1.0 else min(int(ms).bit_length(), BUCKETS - 1))] += 1
         if ev.rows is not None:
             row[ROWS] += ev.rows

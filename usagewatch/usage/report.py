@@ -45,6 +45,7 @@ class UserUsage:
     errors: int
     time_s: float
     p95_ms: float | None
+    max_ms: float
     rows: int
     bytes: int
     cost: float
@@ -89,6 +90,7 @@ class FingerprintUsage:
     errors: int
     time_s: float
     p95_ms: float | None
+    max_ms: float
     bytes: int
     cost: float
     users: list[tuple[str, int]]  # the users running it most (user, queries)
@@ -181,9 +183,9 @@ def _hist(row: dict[str, Any]) -> list[int]:
 
 
 def _p95(row: dict[str, Any]) -> float | None:
-    """p95 from the histogram, never above the total time (exact for a single query)."""
+    """p95 from the histogram, never above the slowest query (exact when they all took as long)."""
     p = percentile(_hist(row), 0.95)
-    return None if p is None else min(p, float(row["duration_ms"]))
+    return None if p is None else min(p, float(row["max_ms"]))
 
 
 def build(store: Store, cfg: Config, since: timedelta, now: datetime | None = None) -> UsageReport:
@@ -249,7 +251,7 @@ def build(store: Store, cfg: Config, since: timedelta, now: datetime | None = No
         name = r["user"] or NO_USER
         users.append(UserUsage(
             user=name, team=ucfg.team_of(r["user"]), queries=int(r["queries"]), errors=int(r["errors"]),
-            time_s=float(r["duration_ms"]) / 1000.0, p95_ms=_p95(r), rows=int(r["rows"]),
+            time_s=float(r["duration_ms"]) / 1000.0, p95_ms=_p95(r), max_ms=float(r["max_ms"]), rows=int(r["rows"]),
             bytes=int(r["bytes"]), cost=cost_of(float(r["duration_ms"]), float(r["bytes"])),
             share=value(r) / total_value if total_value else 0.0, active_days=len(days.get(r["user"], ())),
             open_findings=open_by_user.get(r["user"], 0), first_seen=first.get(r["user"])))
@@ -271,7 +273,7 @@ def build(store: Store, cfg: Config, since: timedelta, now: datetime | None = No
         sql, kind = sql_of.get(r["fingerprint"], ("", ""))
         fingerprints.append(FingerprintUsage(
             fingerprint=r["fingerprint"], sql=sql, kind=kind, queries=int(r["queries"]), errors=int(r["errors"]),
-            time_s=float(r["duration_ms"]) / 1000.0, p95_ms=_p95(r), bytes=int(r["bytes"]),
+            time_s=float(r["duration_ms"]) / 1000.0, p95_ms=_p95(r), max_ms=float(r["max_ms"]), bytes=int(r["bytes"]),
             cost=cost_of(float(r["duration_ms"]), float(r["bytes"])),
             users=[(x["user"] or NO_USER, int(x["queries"])) for x in runners[:5]], user_count=len(runners)))
     tables = _tables(table_rows)
@@ -280,12 +282,13 @@ def build(store: Store, cfg: Config, since: timedelta, now: datetime | None = No
     teams = _teams(per_user, ucfg.team_of, cost_of)
     series = _series(series_raw, start, end, hourly)
 
-    hist_total = [sum(int(r[c]) for r in per_user) for c in HIST_COLUMNS]
+    hist_total: dict[str, float] = {c: sum(int(r[c]) for r in per_user) for c in HIST_COLUMNS}
+    hist_total["max_ms"] = max((float(r["max_ms"]) for r in per_user), default=0.0)
     totals = {
         "queries": sum(u.queries for u in users), "errors": sum(u.errors for u in users),
         "time_s": sum(u.time_s for u in users), "cost": sum(u.cost for u in users), "users": len(users),
         "rows": sum(u.rows for u in users), "bytes": sum(u.bytes for u in users),
-        "p95_ms": percentile(hist_total, 0.95), "fingerprints": len(per_fp),
+        "p95_ms": _p95(hist_total), "max_ms": hist_total["max_ms"], "fingerprints": len(per_fp),
     }
     return UsageReport(start=start, end=end, since=since, currency=ucfg.cost.currency, priced=ucfg.cost.priced,
                        measure=measure, totals=totals, pareto=pareto, segments=segments, users=users, teams=teams,
@@ -301,7 +304,7 @@ def _pareto(users: list[UserUsage], target: float, measure: str) -> Pareto:
     curve = [(0.0, 0.0)]
     cum, head, head_share = 0.0, 0, 0.0
     for i, u in enumerate(users, 1):  # sorted by share, descending
-        cum += u.share
+        cum = 1.0 if i == n and any(x.share for x in users) else cum + u.share  # no rounding left over at the end
         curve.append((i / n, min(cum, 1.0)))
         if not head and cum >= target - 1e-9:
             head, head_share = i, min(cum, 1.0)
@@ -388,15 +391,17 @@ def _teams(per_user: list[dict[str, Any]], team_of: Any, cost_of: Any) -> list[T
     acc: dict[str, dict[str, Any]] = {}
     for r in per_user:
         team = team_of(r["user"]) or NO_TEAM
-        a = acc.setdefault(team, {"users": 0, "queries": 0, "errors": 0, "ms": 0.0, "bytes": 0.0,
+        a = acc.setdefault(team, {"users": 0, "queries": 0, "errors": 0, "ms": 0.0, "bytes": 0.0, "max_ms": 0.0,
                                   "hist": [0] * len(HIST_COLUMNS)})
+        a["max_ms"] = max(a["max_ms"], float(r["max_ms"]))
         a["users"] += 1
         a["queries"] += int(r["queries"])
         a["errors"] += int(r["errors"])
         a["ms"] += float(r["duration_ms"])
         a["bytes"] += float(r["bytes"])
         a["hist"] = [x + y for x, y in zip(a["hist"], _hist(r), strict=True)]
-    out = [TeamUsage(t, a["users"], a["queries"], a["errors"], a["ms"] / 1000.0, percentile(a["hist"], 0.95),
+    out = [TeamUsage(t, a["users"], a["queries"], a["errors"], a["ms"] / 1000.0,
+                     _p95({**dict(zip(HIST_COLUMNS, a["hist"], strict=True)), "max_ms": a["max_ms"]}),
                      cost_of(a["ms"], a["bytes"])) for t, a in acc.items()]
     out.sort(key=lambda t: (t.team == NO_TEAM, -t.time_s, -t.queries, t.team))
     return out

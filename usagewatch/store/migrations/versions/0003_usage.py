@@ -1,6 +1,6 @@
 """Usage statistics (schema_version 7).
 
-- usage_queries: queries, errors, time, rows, bytes and a duration histogram (h00..h27) per time
+- usage_queries: queries, errors, time, the slowest, rows, bytes and a duration histogram (h00..h27) per time
   bucket (hour, or day once rolled up), user and fingerprint;
 - usage_tables: queries, errors and time per time bucket, table and user;
 - usage_shapes: the normalized SQL of each fingerprint the two tables name.
@@ -43,6 +43,7 @@ def upgrade() -> None:
         sa.Column("errors", sa.BigInteger, nullable=False),
         sa.Column("timed", sa.BigInteger, nullable=False),
         sa.Column("duration_ms", sa.Float, nullable=False),
+        sa.Column("max_ms", sa.Float, nullable=False),
         sa.Column("rows", sa.BigInteger, nullable=False),
         sa.Column("bytes", sa.BigInteger, nullable=False),
         *(sa.Column(f"h{i:02d}", sa.Integer, nullable=False) for i in range(28)),

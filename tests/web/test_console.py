@@ -239,6 +239,18 @@ def test_the_rules_and_usage_pages_answer(ana):
     assert "is not a duration" in ana.get("/console/usage?since=soon").text
 
 
+def test_redacted_values_stay_out_of_the_finding_page(monkeypatch, users, store):
+    running = start_server(login_http(monkeypatch, users), store, redact_values=True)
+    try:
+        client = Client(running.port, origin=PUBLIC)
+        client.login("ana", PASSWORD)
+        page = client.get("/console/findings/1")
+        assert page.status == 200 and "2 values redacted" in page.text and "SELECT ?" in page.text
+        assert "SELECT 1" not in page.text and "Values seen" not in page.text
+    finally:
+        running.stop()
+
+
 def test_action_links_still_work_next_to_the_console(server, store, monkeypatch):
     from datetime import datetime, timezone
 

@@ -19,6 +19,7 @@ import base64
 import hashlib
 import hmac
 import ipaddress
+import logging
 import os
 import re
 import secrets
@@ -31,6 +32,8 @@ from pathlib import Path
 from itsdangerous import BadSignature, URLSafeTimedSerializer
 
 from usagewatch.errors import UsagewatchError
+
+log = logging.getLogger(__name__)
 
 COOKIE = "uw_console"
 NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._@+-]{0,63}")
@@ -94,7 +97,11 @@ class Users:
                 self._users, self._stamp = {}, None
                 return None
             if self._stamp != (st.st_mtime_ns, st.st_size):
-                self._users = read_users(self.path)
+                try:
+                    self._users = read_users(self.path)
+                except (OSError, UnicodeDecodeError) as exc:  # nobody gets in; the log says why
+                    log.error("console: cannot read the users file %s: %s", self.path, exc)
+                    return None
                 self._stamp = (st.st_mtime_ns, st.st_size)
             return self._users.get(name)
 

@@ -1,6 +1,6 @@
 """Memory with many live rule-window keys, and memory against log size (issue 7), run by hand:
 
-    python benchmarks/bench_memory.py engine  [--keys 1000000] [--sizes]
+    python benchmarks/bench_memory.py engine  [--keys 1000000] [--batch 15000] [--sizes]
     python benchmarks/bench_memory.py process [--keys 1000000]
     python benchmarks/bench_memory.py flat    [--copies 25 100 400]
 
@@ -119,21 +119,24 @@ def deep_size(root: Any, seen: set[int]) -> int:
     return total
 
 
-def bench_engine(keys: int, trait_share: float, sizes: bool) -> None:
+def bench_engine(keys: int, trait_share: float, sizes: bool, batch: int) -> None:
     rules = load_rules(config.Config().rules)
     engine = RuleEngine(rules)
     gc.collect()
     before = status_kb("VmRSS")
     print(f"engine: {len(rules)} stock rules loaded, RSS {mb(before)}")
     t0 = time.perf_counter()
-    fired = 0
-    for ne in synthetic(keys, trait_share):
+    fired = saved = 0
+    for i, ne in enumerate(synthetic(keys, trait_share), 1):
         fired += len(engine.feed(ne))
+        if batch and i % batch == 0:
+            saved += len(engine.take_state())  # as the pipeline does per chunk (the store writes them)
     elapsed = time.perf_counter() - t0
     gc.collect()
     after = status_kb("VmRSS")
     print(f"fed {keys:,} events ({keys:,} distinct (user, fingerprint)) in {elapsed:.1f} s "
-          f"= {keys / elapsed:,.0f} events/s; {fired} fired")
+          f"= {keys / elapsed:,.0f} events/s; {fired} fired; "
+          + (f"window states taken every {batch:,} events: {saved:,}" if batch else "state not taken while feeding"))
     print(f"RSS after feed {mb(after)} (+{mb(after - before)}), "
           f"{(after - before) * 1024 / keys:,.0f} bytes per live (user, fingerprint) key; VmHWM {mb(status_kb('VmHWM'))}")
     seen: set[int] = {id(r.kind.spec) for r in rules} | {id(r.kind.params) for r in rules}
@@ -156,7 +159,7 @@ def bench_engine(keys: int, trait_share: float, sizes: bool) -> None:
     t0 = time.perf_counter()
     state = engine.take_state()
     took = time.perf_counter() - t0
-    print(f"take_state: {len(state):,} window states in {took:.1f} s; RSS {mb(status_kb('VmRSS'))}, "
+    print(f"take_state: {len(state):,} window states (the rest) in {took:.1f} s; RSS {mb(status_kb('VmRSS'))}, "
           f"VmHWM {mb(hwm0)} -> {mb(status_kb('VmHWM'))}")
     del state
     gc.collect()
@@ -261,13 +264,16 @@ def main() -> None:
     ap.add_argument("--keys", type=int, default=1_000_000, help="distinct (user, fingerprint) pairs")
     ap.add_argument("--trait-share", type=float, default=0.1,
                     help="engine: share of shapes that are SELECT * on a large table")
+    ap.add_argument("--batch", type=int, default=15_000,
+                    help="engine: take the window state every this many events, as a pipeline step does "
+                         "(a 4 MiB csvlog chunk holds about 15,000 queries); 0: never while feeding")
     ap.add_argument("--sizes", action="store_true", help="engine: bytes of each rule's window objects (slow)")
     ap.add_argument("--copies", type=int, nargs="+", default=[25, 100, 400])
     args = ap.parse_args()
     print(f"machine: {machine()}")
     print(f"$ {' '.join([Path(sys.executable).name] + sys.argv)}")
     if args.what == "engine":
-        bench_engine(args.keys, args.trait_share, args.sizes)
+        bench_engine(args.keys, args.trait_share, args.sizes, args.batch)
         return
     with tempfile.TemporaryDirectory() as tmp:
         if args.what == "process":

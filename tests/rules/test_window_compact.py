@@ -134,3 +134,23 @@ def test_sweep_forgets_drained_windows_and_skips_when_none_can_have_drained() ->
     assert set(kind.take_dirty()) == {"user=a fingerprint=fp-orders", "user=b fingerprint=fp-orders"}
     kind.sweep(run("x", 60 + 20, None).event.ts.timestamp())  # still inside c's window
     assert kind.state_keys() == ["user=c fingerprint=fp-orders"] and kind.take_dirty() == {}
+
+
+def test_a_key_seen_once_without_values_is_kept_as_a_bare_timestamp() -> None:
+    e = RuleEngine(load_rules(STORY_RULES))
+    repeated = next(r.kind for r in e.rules if r.id == "same-query-repeated")
+    e.feed_all([run("kim", 0, "7")])
+    (key,) = repeated.state_keys()
+    ts = run("kim", 0, "7").event.ts.timestamp()
+    assert repeated.keys[key] == ts  # a float, not a window object
+    assert repeated.explain() == [{"key": key, "fired": False, "runs": 1, "min_runs": 20}]
+    state = e.take_state()[("same-query-repeated", key)]
+    assert state is not None
+    assert (state["entries"], state["last_ts"], state["episode"]) == ([[ts, {}]], ts, None)
+    fresh = RuleEngine(load_rules(STORY_RULES))
+    fresh.restore([("same-query-repeated", key, json.loads(json.dumps(state)))])
+    again = next(r.kind for r in fresh.rules if r.id == "same-query-repeated")
+    assert again.keys[key] == ts
+    ups = fresh.updates(fresh.feed_all([run("kim", m, "7") for m in range(1, 25)]))
+    assert [(u.rule, u.count) for u in ups] == [("same-query-repeated", 25)]
+    assert isinstance(again.keys[key], KeyWindow)

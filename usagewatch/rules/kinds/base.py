@@ -300,6 +300,21 @@ class KeyWindow:
             w.episode.context = state.get("context", {})
         return w
 
+    @classmethod
+    def of_bare(cls, ts: float) -> KeyWindow:
+        """The window a bare timestamp stands for (see ``bare``)."""
+        w = cls()
+        w._data = w.last_ts = ts
+        return w
+
+    def bare(self) -> float | None:
+        """The one entry's timestamp when that says everything (one entry without values, no
+        episode): the kind then keeps just the float for the key, not a window object."""
+        data = self._data
+        if data.__class__ is float and self._row == () and self.episode is None and self.last_ts == data:
+            return data  # type: ignore[return-value]
+        return None
+
     def _append(self, ts: float, values: dict[str, str | None]) -> None:
         """Add a saved entry as it was (no eviction: the saved window was already evicted)."""
         last, self.last_ts = self.last_ts, float("-inf")
@@ -389,7 +404,9 @@ class WindowedKind(RuleKind):
     def __init__(self, spec: RuleSpec, params: WindowParams):  # type: ignore[override]
         super().__init__(spec, params)
         self.window = params.window.total_seconds()
-        self.keys: dict[str, KeyWindow] = {}
+        #: key -> its window, or just the timestamp of a window that is one entry without values
+        #: (``KeyWindow.bare``): most keys of a busy warehouse are seen once in a window
+        self.keys: dict[str, KeyWindow | float] = {}
         self._dirty: set[str] = set()
         self._gone: set[str] = set()
         #: no window's last_ts is older than this (a lower bound): a sweep before it has nothing to do
@@ -422,12 +439,17 @@ class WindowedKind(RuleKind):
         if not self.matches(ne):
             return None
         key = self.key(ne)
-        w = self.keys.get(key)
+        keys = self.keys
+        found = keys.get(key)
         ts = ts_of(ne.event.ts)
-        if w is None:
-            w = self.keys[key] = KeyWindow()
+        if found is None:
+            w = KeyWindow()
             if ts < self._oldest:
                 self._oldest = ts
+        elif found.__class__ is float:
+            w = KeyWindow.of_bare(found)  # type: ignore[arg-type]
+        else:
+            w = found  # type: ignore[assignment]
         values = self.values(ne)
         w.add(ts, values, self.window)
         self._dirty.add(key)
@@ -435,7 +457,10 @@ class WindowedKind(RuleKind):
         ep = w.episode
         if ep is None:
             if not self.holds(w):
+                bare = w.bare()
+                keys[key] = w if bare is None else bare
                 return None
+            keys[key] = w
             first_ts = w.first_ts()
             ep = w.episode = Episode(f"{dt_of(first_ts).isoformat()}", first_ts)
             for _, vals in w.entries():
@@ -448,11 +473,18 @@ class WindowedKind(RuleKind):
                       "tables": ne.query.tables}
         return key
 
+    def window_of(self, key: str) -> KeyWindow | None:
+        """The key's window as an object (also when the kind keeps only a bare timestamp)."""
+        w = self.keys.get(key)
+        if w is None or isinstance(w, KeyWindow):
+            return w
+        return KeyWindow.of_bare(w)
+
     def update(self, key: str) -> FindingUpdate | None:
         w = self.keys.get(key)
-        ep = w.episode if w is not None else None
-        if w is None or ep is None:  # swept or drained since it was touched
-            return None
+        if not isinstance(w, KeyWindow) or w.episode is None:
+            return None  # swept or drained since it was touched (a bare timestamp never fired)
+        ep = w.episode
         ctx = ep.context
         update = FindingUpdate(
             rule=self.spec.id, key=key, episode=ep.id, user=ctx.get("user"), database=ctx.get("database"),
@@ -465,17 +497,28 @@ class WindowedKind(RuleKind):
         return update
 
     def explain(self) -> list[dict[str, Any]]:
-        return [{"key": key, "fired": w.episode is not None, **self.progress(w)} for key, w in self.keys.items()]
+        out = []
+        for key in self.keys:
+            w = self.window_of(key)
+            assert w is not None
+            out.append({"key": key, "fired": w.episode is not None, **self.progress(w)})
+        return out
 
     def take_dirty(self) -> dict[str, dict[str, Any] | None]:
-        out: dict[str, dict[str, Any] | None] = {k: self.keys[k].to_state() for k in self._dirty}
+        keys = self.keys
+        out: dict[str, dict[str, Any] | None] = {}
+        for k in self._dirty:
+            w = keys[k]
+            out[k] = w.to_state() if isinstance(w, KeyWindow) else KeyWindow.of_bare(w).to_state()
         out.update({k: None for k in self._gone})
         self._dirty.clear()
         self._gone.clear()
         return out
 
     def restore(self, key: str, state: dict[str, Any]) -> None:
-        w = self.keys[key] = KeyWindow.from_state(state)
+        w = KeyWindow.from_state(state)
+        bare = w.bare()
+        self.keys[key] = w if bare is None else bare
         if w.last_ts < self._oldest:
             self._oldest = w.last_ts
 
@@ -487,7 +530,7 @@ class WindowedKind(RuleKind):
         oldest = float("inf")
         gone = []
         for k, w in keys.items():
-            last = w.last_ts
+            last = w if w.__class__ is float else w.last_ts  # type: ignore[union-attr]
             if last < horizon:
                 gone.append(k)
             elif last < oldest:

@@ -49,6 +49,13 @@ log = logging.getLogger(__name__)
 #: config keys a running daemon cannot change: a SIGHUP keeps the old value and says so
 RESTART_ONLY = ("database", "http", "metrics", "log")
 MAX_BACKOFF = 10.0
+#: after a read that caught up with the writers, the next read waits until this long after the
+#: last one began: a busy log (thousands of records/s, flushed every few ms) is then read and
+#: committed in batches of this much time, not one small commit per flush. Each commit costs about
+#: the same whatever its size (a transaction, the touched rule windows, the cursor), so this bounds
+#: commits at ~1/READ_PACING per file with new data, for at most this much added latency. A
+#: backlog is read without pause (reading it takes longer than this).
+READ_PACING = 0.25
 #: inotify reports opening and closing a file unwritten too (watchdog >= 2.3); they change nothing
 _READ_ONLY_EVENTS = frozenset({"opened", "closed_no_write"})
 
@@ -456,6 +463,7 @@ class Daemon:
                 if not self._may_read():
                     self.wake.wait(self.heartbeat.wait_cap(rescan))
                     continue
+                began = time.monotonic()
                 n = self.pipeline.poll(at_eof=False, stop=check, keep_going=True)
                 self.pipeline.flush_idle(idle)
             except StoreError as exc:
@@ -475,7 +483,10 @@ class Daemon:
                 self._store_down = None
                 delay = 1.0
             if n:
-                continue  # more may be waiting: read again before sleeping
+                # more may be waiting: read again before sleeping, but no sooner than READ_PACING
+                # after this read began (one commit per batch of time, not per writer's flush)
+                self.stop.wait(max(0.0, READ_PACING - (time.monotonic() - began)))
+                continue
             timeout = min(rescan, idle) if idle > 0 else rescan
             self.wake.wait(self.heartbeat.wait_cap(timeout))
 

@@ -14,7 +14,7 @@ import sys
 import time
 from datetime import date, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import pytest
 import sqlalchemy as sa
@@ -38,6 +38,13 @@ RECORD_START = re.compile(rb'(?m)^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d+ UTC),"([^
 CHUNK = 16 * 1024  # follow.batch_bytes: dozens of chunks (commits) per replay
 
 
+def renamer(suffix: bytes) -> Callable[[re.Match[bytes]], bytes]:
+    """A record start with the user renamed (records without a user, the server's own, kept)."""
+    def rename(m: re.Match[bytes]) -> bytes:
+        return m.group(1) + b',"' + m.group(2) + (suffix if m.group(2) else b"") + b'",'
+    return rename
+
+
 def multi_user_log(copies: int = 6) -> bytes:
     """The shipped sample (7 users, the 136-query story) ``copies`` times, two days apart, with
     the users renamed per copy (kim0, kim1, kim2, kim0, ...): 21 users, each coming back after
@@ -47,9 +54,7 @@ def multi_user_log(copies: int = 6) -> bytes:
     out = []
     for c in range(copies):
         day = (date.fromisoformat(first.decode()) + timedelta(days=2 * c)).isoformat().encode()
-        copy = sample.replace(first, day)
-        out.append(RECORD_START.sub(lambda m: m.group(1) + b',"' + m.group(2) + (str(c % 3).encode() if m.group(2) else b"")
-                                    + b'",', copy))
+        out.append(RECORD_START.sub(renamer(str(c % 3).encode()), sample.replace(first, day)))
     return b"".join(out)
 
 

@@ -88,3 +88,15 @@ def test_a_database_at_revision_0002_gets_the_usage_tables(store_url):
     commit(s, [event("kim", T0)])
     assert totals(s)["queries"] == 1
     s.close()
+
+
+def test_the_stored_columns_follow_the_accumulators_counter_layout():
+    """``store.usage.add`` writes the counter lists as they are: their layouts must agree."""
+    from usagewatch.usage import aggregate as a
+
+    assert [usage_store.Q_VALUES.index(n) for n in ("queries", "errors", "timed", "duration_ms", "rows", "bytes",
+                                                    "max_ms", "h00")] == \
+        [a.QUERIES, a.ERRORS, a.TIMED, a.DURATION_MS, a.ROWS, a.BYTES, a.MAX_MS, a.HIST]
+    assert len(usage_store.Q_VALUES) == a.QUERY_FIELDS
+    assert [usage_store.T_VALUES.index(n) for n in ("queries", "errors", "duration_ms")] == \
+        [a.T_QUERIES, a.T_ERRORS, a.T_DURATION_MS] and len(usage_store.T_VALUES) == a.TABLE_FIELDS

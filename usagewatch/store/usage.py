@@ -10,6 +10,7 @@ deadlock on PostgreSQL).
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
@@ -26,22 +27,12 @@ from usagewatch.store.tables import (
     usage_tables,
 )
 from usagewatch.usage.aggregate import (
-    BYTES,
-    DURATION_MS,
-    ERRORS,
-    HIST,
-    MAX_MS,
-    QUERIES,
-    ROWS,
-    T_DURATION_MS,
-    T_ERRORS,
-    T_QUERIES,
-    TIMED,
     UsageDelta,
 )
 
 Q_KEY = ("grain", "bucket", "user", "fingerprint")
-Q_VALUES = ("queries", "errors", "timed", "duration_ms", "max_ms", "rows", "bytes", *HIST_COLUMNS)
+#: in the order of the accumulator's counters (QUERIES, ERRORS, ... MAX_MS, HIST; T_QUERIES, ...)
+Q_VALUES = ("queries", "errors", "timed", "duration_ms", "rows", "bytes", "max_ms", *HIST_COLUMNS)
 #: values merged by taking the larger one instead of adding
 MAXED = frozenset({"max_ms"})
 T_KEY = ("grain", "bucket", "table", "user")
@@ -59,19 +50,68 @@ def _insert(conn: Connection, table: sa.Table) -> Any:
     raise StoreError(f"usage statistics need SQLite or PostgreSQL, not {name}")
 
 
-def upsert_add(conn: Connection, table: sa.Table, key: Sequence[str], values: Sequence[str],
-               rows: list[dict[str, Any]]) -> None:
-    """Insert ``rows``; where a row with the same key exists, add the values to it."""
-    if not rows:
-        return
+def _upsert_sql(conn: Connection, table: sa.Table, key: Sequence[str], values: Sequence[str]) -> _Upsert:
+    """The statement, compiled once per database kind and table: compiling and binding through
+    SQLAlchemy per row cost more than the database's own work (this runs for every batch)."""
+    cache_key = (conn.dialect.name, table.name, tuple(key), tuple(values))
+    done = _COMPILED.get(cache_key)
+    if done is not None:
+        return done
     ins = _insert(conn, table)
     larger = sa.func.greatest if conn.dialect.name == "postgresql" else sa.func.max  # SQLite's 2-argument max()
     stmt = ins.on_conflict_do_update(index_elements=[table.c[k] for k in key],
                                      set_={v: larger(table.c[v], ins.excluded[v]) if v in MAXED
                                            else table.c[v] + ins.excluded[v] for v in values})
-    rows.sort(key=lambda r: tuple(r[k] for k in key))
-    for i in range(0, len(rows), 1000):
-        conn.execute(stmt, rows[i:i + 1000])
+    columns = [*key, *values]
+    compiled = stmt.compile(dialect=conn.dialect, column_keys=columns)
+    processors = []
+    for i, name in enumerate(columns):
+        proc = table.c[name].type.dialect_impl(conn.dialect).bind_processor(conn.dialect)
+        if proc is not None:
+            processors.append((i, proc))
+    if compiled.positional:
+        names = list(compiled.positiontup or ())
+        order: list[int] | None = [columns.index(n) for n in names]
+    else:
+        order = None
+    done = _COMPILED[cache_key] = _Upsert(compiled.string, columns, order, processors)
+    return done
+
+
+@dataclass(frozen=True)
+class _Upsert:
+    sql: str
+    columns: list[str]
+    order: list[int] | None  # positional paramstyle: the column of each placeholder; None: named
+    processors: list[tuple[int, Any]]  # (column index, bind processor) for columns that need one
+
+
+_COMPILED: dict[tuple[Any, ...], _Upsert] = {}
+
+
+def upsert_add(conn: Connection, table: sa.Table, key: Sequence[str], values: Sequence[str],
+               rows: list[Sequence[Any]]) -> None:
+    """Insert ``rows`` (tuples: the key columns, then the values); where a row with the same key
+    exists, add the values to it (``max_ms``: keep the larger)."""
+    if not rows:
+        return
+    up = _upsert_sql(conn, table, key, values)
+    rows.sort(key=lambda r: tuple(r[:len(key)]))
+    if up.processors:
+        fixed: list[Sequence[Any]] = []
+        for row in rows:
+            r = list(row)
+            for i, proc in up.processors:
+                r[i] = proc(r[i])
+            fixed.append(r)
+        rows = fixed
+    params: list[Any]
+    if up.order is not None:
+        params = [tuple(r[i] for i in up.order) for r in rows]
+    else:
+        params = [dict(zip(up.columns, r, strict=True)) for r in rows]
+    for i in range(0, len(params), 1000):
+        conn.exec_driver_sql(up.sql, params[i:i + 1000])
 
 
 def add(conn: Connection, delta: UsageDelta) -> None:
@@ -84,18 +124,9 @@ def add(conn: Connection, delta: UsageDelta) -> None:
             h = hours[ts] = datetime.fromtimestamp(ts, timezone.utc)
         return h
 
-    qrows = []
-    for (ts, user, fp), c in delta.queries.items():
-        row: dict[str, Any] = {"grain": "h", "bucket": hour(ts), "user": user, "fingerprint": fp,
-                               "queries": int(c[QUERIES]), "errors": int(c[ERRORS]), "timed": int(c[TIMED]),
-                               "duration_ms": float(c[DURATION_MS]), "max_ms": float(c[MAX_MS]), "rows": int(c[ROWS]),
-                               "bytes": int(c[BYTES])}
-        for i, name in enumerate(HIST_COLUMNS):
-            row[name] = int(c[HIST + i])
-        qrows.append(row)
-    trows = [{"grain": "h", "bucket": hour(ts), "table": table[:300], "user": user, "queries": int(c[T_QUERIES]),
-              "errors": int(c[T_ERRORS]), "duration_ms": float(c[T_DURATION_MS])}
-             for (ts, table, user), c in delta.tables.items()]
+    # the counter lists are laid out as Q_VALUES and T_VALUES (usage/aggregate.py)
+    qrows: list[Sequence[Any]] = [("h", hour(ts), user, fp, *c) for (ts, user, fp), c in delta.queries.items()]
+    trows: list[Sequence[Any]] = [("h", hour(ts), table[:300], user, *c) for (ts, table, user), c in delta.tables.items()]
     upsert_add(conn, usage_queries, Q_KEY, Q_VALUES, qrows)
     upsert_add(conn, usage_tables, T_KEY, T_VALUES, trows)
     if delta.shapes:
@@ -140,7 +171,7 @@ def roll_up(engine: Engine, hourly_before: datetime, keep_before: datetime) -> d
                     else:
                         for v in values:
                             into[v] = max(into[v], m[v]) if v in MAXED else into[v] + m[v]
-                upsert_add(conn, table, key, values, list(folded.values()))
+                upsert_add(conn, table, key, values, [tuple(r[c] for c in (*key, *values)) for r in folded.values()])
                 counts[f"{table.name} rolled up"] += len(gone)
         while True:
             with engine.begin() as conn:

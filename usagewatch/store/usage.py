@@ -53,7 +53,7 @@ def _insert(conn: Connection, table: sa.Table) -> Any:
 def _upsert_sql(conn: Connection, table: sa.Table, key: Sequence[str], values: Sequence[str]) -> _Upsert:
     """The statement, compiled once per database kind and table: compiling and binding through
     SQLAlchemy per row cost more than the database's own work (this runs for every batch)."""
-    cache_key = (conn.dialect.name, table.name, tuple(key), tuple(values))
+    cache_key = (conn.dialect.name, conn.dialect.driver, conn.dialect.paramstyle, table.name, tuple(key), tuple(values))
     done = _COMPILED.get(cache_key)
     if done is not None:
         return done

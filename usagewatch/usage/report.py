@@ -7,32 +7,26 @@ segments are defined in docs/usage.md; the thresholds are ``usage.segments`` of 
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
+from sqlalchemy.exc import SQLAlchemyError
+
 from usagewatch.config import Config
 from usagewatch.durations import format_duration
+from usagewatch.errors import StoreError
 from usagewatch.store import Store
 from usagewatch.store import usage as q
 from usagewatch.store.tables import HIST_COLUMNS
 from usagewatch.usage.aggregate import percentile
+from usagewatch.usage.segments import NO_USER, Pareto, Segment, heavy_of, pareto_of, segments_of
 
 #: version of the JSON contract (``to_json``); bumped only when a key changes meaning or goes away
 JSON_VERSION = 1
 TOP = 10
-NO_USER = "(unknown)"
 NO_TEAM = "(no team)"
 
-SEGMENTS = {
-    "heavy": "Heavy",
-    "regular": "Regular",
-    "occasional": "Occasional",
-    "new": "New this period",
-    "gone_quiet": "Gone quiet",
-    "struggling": "Struggling",
-}
 
 
 @dataclass
@@ -58,27 +52,6 @@ class UserUsage:
     @property
     def error_rate(self) -> float:
         return self.errors / self.queries if self.queries else 0.0
-
-
-@dataclass
-class Segment:
-    key: str
-    title: str
-    definition: str
-    members: list[str]
-
-
-@dataclass
-class Pareto:
-    """The fewest users making up ``target`` of the measure, and the whole curve for the chart."""
-
-    measure: str
-    head: int
-    users: int
-    user_share: float
-    value_share: float
-    curve: list[tuple[float, float]]  # (share of users, share of the measure), users by measure, descending
-    sentence: str
 
 
 @dataclass
@@ -197,27 +170,31 @@ def build(store: Store, cfg: Config, since: timedelta, now: datetime | None = No
     recent_start = end - seg.recent
     base_start = recent_start - seg.baseline
     earliest = min(start - since, base_start)
-    with store.engine.connect() as conn:
-        per_user = q.totals_by(conn, ["user"], start, end)
-        activity = q.activity(conn, earliest, end)
-        first = q.first_seen(conn)
-        per_fp = q.totals_by(conn, ["fingerprint"], start, end)
-        table_rows = q.tables(conn, start, end)
-        hot = q.error_hot_spots(conn, start, end, TOP)
-        open_by_user = q.open_findings_by_user(conn)
-        total_time = sum(float(r["duration_ms"]) for r in per_user)
-        measure = "cost" if ucfg.cost.priced else ("time" if total_time > 0 else "queries")
+    try:
+        with store.engine.connect() as conn:
+            per_user = q.totals_by(conn, ["user"], start, end)
+            activity = q.activity(conn, earliest, end)
+            first = q.first_seen(conn)
+            per_fp = q.totals_by(conn, ["fingerprint"], start, end)
+            table_rows = q.tables(conn, start, end)
+            hot = q.error_hot_spots(conn, start, end, TOP)
+            open_by_user = q.open_findings_by_user(conn)
+            total_time = sum(float(r["duration_ms"]) for r in per_user)
+            measure = "cost" if ucfg.cost.priced else ("time" if total_time > 0 else "queries")
 
-        def value(r: dict[str, Any]) -> float:
-            if measure == "cost":
-                return cost_of(float(r["duration_ms"]), float(r["bytes"]))
-            return float(r["duration_ms"]) if measure == "time" else float(r["queries"])
+            def value(r: dict[str, Any]) -> float:
+                if measure == "cost":
+                    return cost_of(float(r["duration_ms"]), float(r["bytes"]))
+                return float(r["duration_ms"]) if measure == "time" else float(r["queries"])
 
-        per_fp.sort(key=lambda r: (-value(r), r["fingerprint"]))
-        top_fps = per_fp[:TOP]
-        fp_users = q.totals_by(conn, ["fingerprint", "user"], start, end,
-                               q.usage_queries.c.fingerprint.in_([r["fingerprint"] for r in top_fps])) if top_fps else []
-        sql_of = q.shapes(conn, {r["fingerprint"] for r in top_fps} | {h["fingerprint"] for h in hot})
+            per_fp.sort(key=lambda r: (-value(r), r["fingerprint"]))
+            top_fps = per_fp[:TOP]
+            fp_users = q.totals_by(conn, ["fingerprint", "user"], start, end,
+                                   q.usage_queries.c.fingerprint.in_([r["fingerprint"] for r in top_fps])) if top_fps else []
+            sql_of = q.shapes(conn, {r["fingerprint"] for r in top_fps} | {h["fingerprint"] for h in hot})
+    except SQLAlchemyError as exc:  # a database at an unknown revision, or gone
+        raise StoreError(f"could not read the usage statistics: {exc.__class__.__name__}: "
+                         f"{getattr(exc, 'orig', None) or exc}") from None
 
     # --- per user ---
     days: dict[str, set[str]] = {}
@@ -257,10 +234,10 @@ def build(store: Store, cfg: Config, since: timedelta, now: datetime | None = No
             open_findings=open_by_user.get(r["user"], 0), first_seen=first.get(r["user"])))
     users.sort(key=lambda u: (-u.share, -u.queries, u.user))
 
-    pareto = _pareto(users, seg.heavy_share, measure)
-    segments = _segments(users, pareto, cfg, start, end, recent_n, base_n, since)
+    pareto = pareto_of(users, seg.heavy_share, measure)
+    segments = segments_of(users, pareto, cfg, start, end, recent_n, base_n, since)
     heavy = set(segments[0].members)
-    prev_heavy = _heavy_of(prev_value, seg.heavy_share)
+    prev_heavy = heavy_of(prev_value, seg.heavy_share)
     new_heavy = [u.user for u in users if u.user in heavy and (u.user if u.user != NO_USER else "") not in prev_heavy]
 
     # --- fingerprints, tables, hot spots, teams ---
@@ -294,83 +271,6 @@ def build(store: Store, cfg: Config, since: timedelta, now: datetime | None = No
                        measure=measure, totals=totals, pareto=pareto, segments=segments, users=users, teams=teams,
                        fingerprints=fingerprints, tables=tables, hot_spots=hot_spots, series=series,
                        granularity="hour" if hourly else "day", new_heavy=new_heavy)
-
-
-MEASURE_WORDS = {"cost": "the estimated cost", "time": "warehouse time", "queries": "the queries"}
-
-
-def _pareto(users: list[UserUsage], target: float, measure: str) -> Pareto:
-    n = len(users)
-    curve = [(0.0, 0.0)]
-    cum, head, head_share = 0.0, 0, 0.0
-    for i, u in enumerate(users, 1):  # sorted by share, descending
-        cum = 1.0 if i == n and any(x.share for x in users) else cum + u.share  # no rounding left over at the end
-        curve.append((i / n, min(cum, 1.0)))
-        if not head and cum >= target - 1e-9:
-            head, head_share = i, min(cum, 1.0)
-    if not n or not any(u.share for u in users):
-        return Pareto(measure, 0, n, 0.0, 0.0, curve, "No usage in this period.")
-    pct_users = round(100 * head / n)
-    sentence = (f"{pct_users}% of users ({head} of {n}) account for {round(100 * head_share)}% of "
-                f"{MEASURE_WORDS[measure]}.")
-    return Pareto(measure, head, n, head / n, head_share, curve, sentence)
-
-
-def _heavy_of(values: dict[str, float], target: float) -> set[str]:
-    """Heavy users by a value per user: the Pareto head, each above the mean."""
-    total = sum(values.values())
-    if not total:
-        return set()
-    mean = total / len(values)
-    out, cum = set(), 0.0
-    for user, v in sorted(values.items(), key=lambda kv: (-kv[1], kv[0])):
-        if cum >= target * total - 1e-9 * total:
-            break
-        cum += v
-        if v > mean:
-            out.add(user)
-    return out
-
-
-def _segments(users: list[UserUsage], pareto: Pareto, cfg: Config, start: datetime, end: datetime,
-              recent_n: dict[str, int], base_n: dict[str, int], since: timedelta) -> list[Segment]:
-    seg = cfg.usage.segments
-    period_days = max(1, math.ceil(since.total_seconds() / 86400))
-    regular_min = max(1, math.ceil(seg.regular_days * period_days))
-    mean = 1.0 / len(users) if users else 0.0
-    heavy = [u.user for i, u in enumerate(users) if i < pareto.head and u.share > mean]
-    heavy_set = set(heavy)
-    regular = [u.user for u in users if u.user not in heavy_set and u.active_days >= regular_min]
-    occasional = [u.user for u in users if u.user not in heavy_set and u.active_days < regular_min]
-    new = [u.user for u in users if u.first_seen is not None and u.first_seen >= start]
-    weeks_base = seg.baseline.total_seconds() / 604800
-    weeks_recent = seg.recent.total_seconds() / 604800
-    quiet = []
-    for user, n in sorted(base_n.items(), key=lambda kv: (-kv[1], kv[0])):
-        rate = n / weeks_base
-        if rate >= seg.quiet_min_queries and recent_n.get(user, 0) / weeks_recent <= seg.quiet_drop * rate:
-            quiet.append(user or NO_USER)
-    struggling = [u.user for u in users if u.queries >= seg.struggling_min_queries
-                  and u.error_rate >= seg.struggling_error_rate]
-    for u in users:
-        u.segments = [k for k, members in (("heavy", heavy_set), ("regular", regular), ("occasional", occasional),
-                                           ("new", new), ("gone_quiet", quiet), ("struggling", struggling))
-                      if u.user in members]
-    share = round(100 * seg.heavy_share)
-    return [
-        Segment("heavy", SEGMENTS["heavy"], f"among the fewest users making up {share}% of "
-                f"{MEASURE_WORDS[pareto.measure]}, each above the average user", heavy),
-        Segment("regular", SEGMENTS["regular"], f"active on {regular_min} or more of the period's {period_days} days",
-                regular),
-        Segment("occasional", SEGMENTS["occasional"], f"active on fewer than {regular_min} days", occasional),
-        Segment("new", SEGMENTS["new"], "first seen in this period", new),
-        Segment("gone_quiet", SEGMENTS["gone_quiet"],
-                f"ran {seg.quiet_min_queries}+ queries a week in the {format_duration(seg.baseline)} before the last "
-                f"{format_duration(seg.recent)}, and at most {round(100 * seg.quiet_drop)}% of that rate since", quiet),
-        Segment("struggling", SEGMENTS["struggling"],
-                f"{round(100 * seg.struggling_error_rate)}% or more of {seg.struggling_min_queries}+ queries failed",
-                struggling),
-    ]
 
 
 def _tables(rows: list[dict[str, Any]]) -> list[TableUsage]:

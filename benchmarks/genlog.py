@@ -520,6 +520,9 @@ APPS = (  # (application_name, protocol) for people: simple, extended unnamed, e
 
 @dataclass(eq=False)
 class User:
+    """A database user; the protocol follows the client, which is what decides whether its
+    queries are logged as one ``statement:`` or as parse/bind/execute with bind values."""
+
     name: str
     app: str
     protocol: str  # simple | unnamed (extended, unnamed statements) | named (JDBC server-prepared)
@@ -532,6 +535,9 @@ class User:
 
 @dataclass(eq=False)
 class Session:
+    """One connection: PostgreSQL logs connect/disconnect and numbers its lines per session, named
+    prepared statements live per session, and MySQL's ``Id:`` is the connection's."""
+
     user: User
     pid: int
     sid: str  # PostgreSQL session id: start time and pid in hex
@@ -567,6 +573,8 @@ class Query:
 
 @dataclass(eq=False, slots=True)
 class Error:
+    """A failure as each server reports it (PostgreSQL SQLSTATE + message, MySQL errno)."""
+
     sqlstate: str
     message: str
     pos: int | None  # PostgreSQL cursor position (1-based), None when it has none
@@ -615,6 +623,8 @@ def _zipf_cum(n: int, s: float) -> list[float]:
 
 @dataclass
 class Counts:
+    """What was written, so the tools' counts can be checked against it."""
+
     queries: int = 0
     errors: int = 0
     extended: int = 0
@@ -627,6 +637,9 @@ class Counts:
 
 @dataclass(eq=False)
 class Burst:
+    """A run of related queries by one user, spread over log time (what the windowed rules
+    look for): a loop over ids, a refreshing dashboard, a user stuck on an error, a spike."""
+
     kind: str  # ids | same | fail | spike
     user: User
     left: int

@@ -100,3 +100,16 @@ def test_the_stored_columns_follow_the_accumulators_counter_layout():
     assert len(usage_store.Q_VALUES) == a.QUERY_FIELDS
     assert [usage_store.T_VALUES.index(n) for n in ("queries", "errors", "duration_ms")] == \
         [a.T_QUERIES, a.T_ERRORS, a.T_DURATION_MS] and len(usage_store.T_VALUES) == a.TABLE_FIELDS
+
+
+def test_the_retention_job_rolls_usage_up_by_the_configured_ages(store):
+    from usagewatch.config import UsageConfig
+    from usagewatch.store.retention import run_usage_retention
+
+    commit(store, [event("kim", T0 - timedelta(days=d)) for d in (1, 20, 500)])
+    before = totals(store)
+    counts = run_usage_retention(store, UsageConfig(hourly_for=timedelta(days=14), keep=timedelta(days=400)), T0)
+    assert (counts["usage_queries rolled up"], counts["usage_queries"]) == (2, 1)  # 20 and 500 days old; 500 gone
+    grains = sorted((k[0], (T0 - k[1]).days) for k in stored(store)["queries"])
+    assert grains == [("d", 20), ("h", 1)]
+    assert totals(store)["queries"] == before["queries"] - 1

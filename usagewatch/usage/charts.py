@@ -52,7 +52,7 @@ def _svg(width: int, height: int, label: str, body: list[str]) -> str:
 
 def usage_over_time(series: Sequence[Point], measure: str, granularity: str, currency: str = "") -> str:
     """Bars of the measure per hour or day; failed queries as a red tick on each bar's base."""
-    width, height, left, right, top, bottom = 760, 240, 56, 12, 16, 36
+    width, height, left, right, top, bottom = 940, 240, 56, 12, 16, 36
     values = [p.cost if measure == "cost" else p.time_s if measure == "time" else float(p.queries) for p in series]
     top_value = _nice_max(max(values, default=0.0))
     plot_w, plot_h = width - left - right, height - top - bottom

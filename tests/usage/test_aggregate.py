@@ -85,3 +85,14 @@ def test_cost_by_runtime_and_by_bytes_scanned():
     assert CostConfig(per_tb_scanned=5.0).of(duration_ms=10, bytes_scanned=3 * 10 ** 12) == pytest.approx(15.0)
     both = CostConfig(per_second=1.0, per_tb_scanned=5.0)
     assert both.of(1500, 2 * 10 ** 11) == pytest.approx(1.5 + 1.0) and both.priced and not CostConfig().priced
+
+
+def test_hours_are_utc_hours_of_the_event_time_whatever_the_zone_and_order():
+    from datetime import timezone
+
+    india = timezone(timedelta(hours=5, minutes=30))
+    events = [event("kim", T0 + timedelta(minutes=59)), event("kim", T0 + timedelta(minutes=60)),
+              event("kim", (T0 + timedelta(minutes=30)).astimezone(india)),  # 15:00 there, 09:30 UTC
+              event("kim", T0 - timedelta(minutes=1))]
+    d = delta(events)
+    assert {k[0] - HOUR: row[QUERIES] for k, row in d.queries.items()} == {0: 2, 3600: 1, -3600: 1}

@@ -12,7 +12,7 @@ exactly; a percentile read from them is within one bucket (a factor of two), and
 inside the bucket usually does much better.
 
 The hot path is :meth:`UsageAccumulator.add`: a few dict look-ups and list increments per event
-(about 2 µs), nothing allocated for a key already seen in the chunk.
+(3 to 4 µs), nothing allocated for a key already seen in the chunk.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
 from typing import Final
 
 from usagewatch.model import NormalizedQuery, QueryEvent
@@ -133,10 +134,14 @@ def _add_into(into: dict[tuple[int, str, str], list[float]], other: dict[tuple[i
 class UsageAccumulator:
     """Collects one chunk's usage; ``take()`` hands the delta over and starts a new one."""
 
-    __slots__ = ("_delta", "_queries", "_tables", "_shapes")
+    __slots__ = ("_delta", "_queries", "_tables", "_shapes", "_lo", "_hi", "_hour")
 
     def __init__(self) -> None:
         self._reset()
+        # the hour of the last event: the next one is nearly always in it, and comparing two
+        # datetimes costs a fraction of ``timestamp()``
+        self._lo = self._hi = datetime.min.replace(tzinfo=timezone.utc)
+        self._hour = 0
 
     def _reset(self) -> None:
         self._delta = UsageDelta()
@@ -145,7 +150,13 @@ class UsageAccumulator:
         self._shapes = self._delta.shapes
 
     def add(self, ev: QueryEvent, q: NormalizedQuery) -> None:
-        hour = int(ev.ts.timestamp()) // HOUR * HOUR
+        ts = ev.ts
+        if self._lo <= ts < self._hi:
+            hour = self._hour
+        else:
+            hour = self._hour = int(ts.timestamp()) // HOUR * HOUR
+            self._lo = datetime.fromtimestamp(hour, timezone.utc)
+            self._hi = self._lo + timedelta(hours=1)
         user = ev.user or ""
         fp = q.fingerprint
         row = self._queries.get((hour, user, fp))

@@ -112,3 +112,16 @@ def test_an_empty_store_gives_an_empty_report(tmp_path):
     store.close()
     assert r.users == [] and r.pareto.sentence == "No usage in this period." and len(r.series) == 8
     assert all(s.members == [] for s in r.segments) and r.to_json()["totals"]["queries"] == 0
+
+
+def test_the_same_report_from_postgresql(tmp_path, postgres_url):
+    def made(url: str) -> dict:
+        cfg = config.load(write_config(tmp_path, [], database=url, usage={"cost": {"per_second": 0.01}}))
+        store = Store(cfg.database)
+        try:
+            commit(store, month())
+            return build(store, cfg, timedelta(days=28), NOW).to_json()
+        finally:
+            store.close()
+
+    assert made(postgres_url) == made(f"sqlite:///{tmp_path}/other.db")

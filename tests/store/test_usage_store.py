@@ -113,3 +113,26 @@ def test_the_retention_job_rolls_usage_up_by_the_configured_ages(store):
     grains = sorted((k[0], (T0 - k[1]).days) for k in stored(store)["queries"])
     assert grains == [("d", 20), ("h", 1)]
     assert totals(store)["queries"] == before["queries"] - 1
+
+
+def test_two_daemons_adding_to_the_same_rows_at_once_both_count(store_url):
+    import threading
+
+    stores = [Store(store_url) for _ in range(4)]
+    barrier = threading.Barrier(len(stores))
+    batch = delta([event(u, T0 + timedelta(minutes=m), ms=10.0, fingerprint=fp)
+                   for u in ("kim", "lee", "zoe") for fp in ("fp-a", "fp-b") for m in range(5)])
+
+    def work(s: Store) -> None:
+        barrier.wait()
+        for _ in range(5):
+            s.commit(Batch(usage=batch))
+
+    threads = [threading.Thread(target=work, args=(s,)) for s in stores]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert totals(stores[0])["queries"] == 4 * 5 * 30 and totals(stores[0])["duration_ms"] == 4 * 5 * 300.0
+    for s in stores:
+        s.close()

@@ -95,7 +95,11 @@ class Jobs:
         try:
             now = self.clock()
             counts = run_retention(self.store, self.config.retention, now)
-            counts.update(run_usage_retention(self.store, self.config.usage, now))
+            usage = run_usage_retention(self.store, self.config.usage, now)
+            rolled = usage.pop("usage_queries rolled up", 0) + usage.pop("usage_tables rolled up", 0)
+            if rolled:
+                log.info("retention: rolled %d hourly usage rows up into days", rolled)
+            counts.update(usage)
             deleted = {k: v for k, v in counts.items() if v}
             if deleted:
                 log.info("retention: deleted %s", ", ".join(f"{v} {k}" for k, v in deleted.items()))

@@ -136,3 +136,22 @@ def test_two_daemons_adding_to_the_same_rows_at_once_both_count(store_url):
     assert totals(stores[0])["queries"] == 4 * 5 * 30 and totals(stores[0])["duration_ms"] == 4 * 5 * 300.0
     for s in stores:
         s.close()
+
+
+def test_the_daemons_retention_job_rolls_usage_up(tmp_path, caplog):
+    import logging
+
+    from tests.helpers.configs import write_config
+    from usagewatch import config
+    from usagewatch.jobs import Jobs
+
+    cfg = config.load(write_config(tmp_path, [], usage={"hourly_for": "7d"}))
+    store = Store(cfg.database)
+    commit(store, [event("kim", T0 - timedelta(days=10)), event("kim", T0 - timedelta(days=10, hours=-2))])
+    jobs = Jobs(cfg, store, None, clock=lambda: T0)  # type: ignore[arg-type]  # retention sends nothing
+    with caplog.at_level(logging.INFO, logger="usagewatch.jobs"):
+        jobs.retention()
+    jobs.stop()
+    assert [k[0] for k in stored(store)["queries"]] == ["d"] and totals(store)["queries"] == 2
+    assert "retention: rolled 4 hourly usage rows up into days" in caplog.text  # 2 query rows, 2 table rows
+    store.close()

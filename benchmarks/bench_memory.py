@@ -116,6 +116,8 @@ def deep_size(root: Any, seen: set[int]) -> int:
         seen.add(id(obj))
         total += sys.getsizeof(obj)
         stack.extend(gc.get_referents(obj))
+        if isinstance(obj, dict):  # a dict with only str keys does not report its keys as referents
+            stack.extend(obj)
     return total
 
 

@@ -278,15 +278,16 @@ class KeyWindow:
 
     # persistence -------------------------------------------------------------------------------------
     def to_state(self) -> dict[str, Any]:
-        """The saved form (unchanged since windows were first persisted, so old stores restore)."""
+        """The saved form: the one windows were first persisted in (so stores written before, and
+        releases before, read it), minus the episode and context keys of a window without an
+        episode (both read as absent = none): most saved windows are such, and a batch saves every
+        window it touched."""
+        state: dict[str, Any] = {"entries": [[ts, values] for ts, values in self.entries()], "last_ts": self.last_ts}
         ep = self.episode
-        context = ep.context if ep is not None else {}
-        return {
-            "entries": [[ts, values] for ts, values in self.entries()],
-            "last_ts": self.last_ts,
-            "episode": ep.to_state() if ep else None,
-            "context": {**context, "tables": list(context.get("tables", ()))},
-        }
+        if ep is not None:
+            state["episode"] = ep.to_state()
+            state["context"] = {**ep.context, "tables": list(ep.context.get("tables", ()))}
+        return state
 
     @classmethod
     def from_state(cls, state: dict[str, Any]) -> KeyWindow:

@@ -13,7 +13,7 @@ from usagewatch.cli import cli, config_option, load_config, open_store
 from usagewatch.config import Config
 from usagewatch.errors import UsagewatchError
 from usagewatch.parallel import jobs_of, replay_jobs
-from usagewatch.pipeline import Pipeline, Stats, make_source
+from usagewatch.pipeline import REPLAY_GROUP_EVENTS, Pipeline, Stats, make_source
 from usagewatch.sources import Source
 from usagewatch.sources.files import FileSource
 from usagewatch.sources.formats import formats
@@ -61,7 +61,7 @@ def replay(cfg: Config, paths: tuple[str, ...] = (), fmt: str | None = None, pro
         pipeline = Pipeline(cfg, store, sources_for(cfg, paths, fmt))
         if not progress:
             if jobs == 1:
-                pipeline.poll(at_eof=True)
+                pipeline.poll(at_eof=True, group_events=REPLAY_GROUP_EVENTS)
             else:
                 replay_jobs(pipeline, jobs)
             return pipeline.stats
@@ -70,9 +70,7 @@ def replay(cfg: Config, paths: tuple[str, ...] = (), fmt: str | None = None, pro
         with click.progressbar(length=total, label="Replaying", file=sys.stderr, show_pos=False,
                                show_percent=True, show_eta=True) as bar:
             if jobs == 1:
-                for chunk in pipeline.chunks(at_eof=True):
-                    pipeline.step(chunk)
-                    bar.update(chunk.bytes_read)
+                pipeline.poll(at_eof=True, group_events=REPLAY_GROUP_EVENTS, on_chunk=lambda c: bar.update(c.bytes_read))
             else:
                 replay_jobs(pipeline, jobs, bar.update)
         return pipeline.stats

@@ -155,3 +155,11 @@ def test_the_daemons_retention_job_rolls_usage_up(tmp_path, caplog):
     assert [k[0] for k in stored(store)["queries"]] == ["d"] and totals(store)["queries"] == 2
     assert "retention: rolled 4 hourly usage rows up into days" in caplog.text  # 2 query rows, 2 table rows
     store.close()
+
+
+def test_names_longer_than_their_columns_are_cut_not_refused(store):
+    long_user, long_table = "u" * 250, "t" * 350
+    commit(store, [event(long_user, T0, tables=(long_table,)), event(long_user + "x", T0, tables=(long_table,))])
+    ((key, row),) = stored(store)["queries"].items()
+    assert key[2] == "u" * 200 and row["queries"] == 2
+    assert list(stored(store)["tables"]) == [("h", T0, "t" * 300, "u" * 200)]

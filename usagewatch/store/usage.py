@@ -125,14 +125,16 @@ def add(conn: Connection, delta: UsageDelta) -> None:
         return h
 
     # the counter lists are laid out as Q_VALUES and T_VALUES (usage/aggregate.py)
-    qrows: list[Sequence[Any]] = [("h", hour(ts), user, fp, *c) for (ts, user, fp), c in delta.queries.items()]
-    trows: list[Sequence[Any]] = [("h", hour(ts), table[:300], user, *c) for (ts, table, user), c in delta.tables.items()]
+    # names longer than the columns are cut (PostgreSQL would refuse them, and the batch with them)
+    qrows: list[Sequence[Any]] = [("h", hour(ts), user[:200], fp[:64], *c) for (ts, user, fp), c in delta.queries.items()]
+    trows: list[Sequence[Any]] = [("h", hour(ts), table[:300], user[:200], *c)
+                                  for (ts, table, user), c in delta.tables.items()]
     upsert_add(conn, usage_queries, Q_KEY, Q_VALUES, qrows)
     upsert_add(conn, usage_tables, T_KEY, T_VALUES, trows)
     if delta.shapes:
         shapes = sorted(delta.shapes.items())
         ins = _insert(conn, usage_shapes).on_conflict_do_nothing(index_elements=[usage_shapes.c.fingerprint])
-        conn.execute(ins, [{"fingerprint": fp, "normalized_sql": sql, "kind": kind[:40]} for fp, (sql, kind) in shapes])
+        conn.execute(ins, [{"fingerprint": fp[:64], "normalized_sql": sql, "kind": kind[:40]} for fp, (sql, kind) in shapes])
 
 
 # --- retention ---------------------------------------------------------------------------------------

@@ -13,13 +13,17 @@ if TYPE_CHECKING:
     from usagewatch.usage.report import UsageReport
 
 
+#: bumped only when a key changes meaning or goes away (new keys may appear without it)
+JSON_VERSION = 1
+
+
 def _r(x: float | None, digits: int = 3) -> float | None:
     return None if x is None else round(x, digits)
 
 
 def report_json(r: UsageReport) -> dict[str, Any]:
     return {
-        "version": 1,
+        "version": JSON_VERSION,
         "period": {"since": r.period, "start": r.start.isoformat(), "end": r.end.isoformat(),
                    "granularity": r.granularity},
         "cost": {"currency": r.currency, "priced": r.priced},

@@ -22,11 +22,8 @@ from usagewatch.store.tables import HIST_COLUMNS
 from usagewatch.usage.aggregate import percentile
 from usagewatch.usage.segments import NO_USER, Pareto, Segment, heavy_of, pareto_of, segments_of
 
-#: version of the JSON contract (``to_json``); bumped only when a key changes meaning or goes away
-JSON_VERSION = 1
 TOP = 10
 NO_TEAM = "(no team)"
-
 
 
 @dataclass

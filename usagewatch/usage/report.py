@@ -232,7 +232,7 @@ def build(store: Store, cfg: Config, since: timedelta, now: datetime | None = No
     users.sort(key=lambda u: (-u.share, -u.queries, u.user))
 
     pareto = pareto_of(users, seg.heavy_share, measure)
-    segments = segments_of(users, pareto, cfg, start, end, recent_n, base_n, since)
+    segments = segments_of(users, pareto, cfg, start, recent_n, base_n, since)
     heavy = set(segments[0].members)
     prev_heavy = heavy_of(prev_value, seg.heavy_share)
     new_heavy = [u.user for u in users if u.user in heavy and (u.user if u.user != NO_USER else "") not in prev_heavy]

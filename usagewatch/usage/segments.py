@@ -54,6 +54,8 @@ MEASURE_WORDS = {"cost": "the estimated cost", "time": "warehouse time", "querie
 
 
 def pareto_of(users: list[UserUsage], target: float, measure: str) -> Pareto:
+    """The Pareto line of ``users`` (sorted by share, heaviest first): the fewest of them whose
+    shares add up to ``target``, and the cumulative curve the HTML report draws."""
     n = len(users)
     curve = [(0.0, 0.0)]
     cum, head, head_share = 0.0, 0, 0.0
@@ -86,8 +88,11 @@ def heavy_of(values: dict[str, float], target: float) -> set[str]:
     return out
 
 
-def segments_of(users: list[UserUsage], pareto: Pareto, cfg: Config, start: datetime, end: datetime,
-              recent_n: dict[str, int], base_n: dict[str, int], since: timedelta) -> list[Segment]:
+def segments_of(users: list[UserUsage], pareto: Pareto, cfg: Config, start: datetime,
+                recent_n: dict[str, int], base_n: dict[str, int], since: timedelta) -> list[Segment]:
+    """The six segments of the period starting at ``start`` (docs/usage.md); sets each user's
+    ``segments``. ``recent_n`` and ``base_n`` are queries per user in the recent window and in the
+    baseline before it (``usage.segments.recent`` and ``baseline``), for "gone quiet"."""
     seg = cfg.usage.segments
     period_days = max(1, math.ceil(since.total_seconds() / 86400))
     regular_min = max(1, math.ceil(seg.regular_days * period_days))
@@ -106,10 +111,10 @@ def segments_of(users: list[UserUsage], pareto: Pareto, cfg: Config, start: date
             quiet.append(user or NO_USER)
     struggling = [u.user for u in users if u.queries >= seg.struggling_min_queries
                   and u.error_rate >= seg.struggling_error_rate]
+    member_sets = [(k, set(m)) for k, m in (("heavy", heavy), ("regular", regular), ("occasional", occasional),
+                                             ("new", new), ("gone_quiet", quiet), ("struggling", struggling))]
     for u in users:
-        u.segments = [k for k, members in (("heavy", heavy_set), ("regular", regular), ("occasional", occasional),
-                                           ("new", new), ("gone_quiet", quiet), ("struggling", struggling))
-                      if u.user in members]
+        u.segments = [k for k, members in member_sets if u.user in members]
     share = round(100 * seg.heavy_share)
     return [
         Segment("heavy", SEGMENTS["heavy"], f"among the fewest users making up {share}% of "

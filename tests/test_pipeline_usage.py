@@ -77,9 +77,9 @@ def test_a_failed_commit_leaves_no_usage_and_the_rerun_counts_once(tmp_path, ref
         real_add(conn, delta)
 
     monkeypatch.setattr(usage_store, "add", crash_on_the_fourth)
-    with pytest.raises(StoreError):
-        replay(cfg)
     store = Store(cfg.database)
+    with pytest.raises(StoreError):
+        Pipeline(cfg, store).poll(at_eof=True)  # the daemon's way: one commit per chunk
     partial = totals(store)["queries"]
     store.close()
     assert 0 < partial < SAMPLE_QUERIES

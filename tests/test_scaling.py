@@ -90,10 +90,10 @@ def test_two_daemons_split_by_source_share_one_store_count_once_and_run_shared_j
                 break
             time.sleep(0.2)
         time.sleep(2.5 * STATUS_EVERY)  # more ticks of both daemons: no second email, no double report
-        found, checkpoints, sent = store_state(postgres_url)
-        messages = list(smtp_server.messages)
         assert stop(a, log_a) == 0
         assert stop(b, log_b) == 0
+        found, checkpoints, sent = store_state(postgres_url)
+        messages = list(smtp_server.messages)
     finally:
         for p in (a, b):
             if p is not None and p.poll() is None:
@@ -122,6 +122,8 @@ def test_two_daemons_split_by_source_share_one_store_count_once_and_run_shared_j
     assert "standing by: another daemon runs the shared jobs" in follower
     assert SENT not in follower
     reports = [m for m in messages if "Status for" in m.message["Subject"]]
-    assert len(reports) == leaders[0].count(SENT) >= 2
+    logged = leaders[0].count(SENT)
+    # one more email than log lines only if a stop fell between the server's "250" and the log line
+    assert logged >= 2 and len(reports) - logged in (0, 1), (len(reports), logged)
     dates = sorted(m.message["Date"].datetime.timestamp() for m in reports)
     assert all(later - earlier >= STATUS_EVERY / 2 for earlier, later in zip(dates, dates[1:], strict=False)), dates

@@ -104,13 +104,28 @@ def frequent_sweeps(monkeypatch):
     monkeypatch.setattr(engine_module, "SWEEP_EVERY", FREQUENT)
 
 
+GROUP = 300  # REPLAY_GROUP_EVENTS here: commits of ~12 chunks, and several of them per replay
+
+
+@pytest.fixture(scope="module", autouse=True)
+def groups():
+    """Replay commits per group of chunks (``REPLAY_GROUP_EVENTS``); make the groups small enough
+    that every replay here has several, each of several chunks, as a big log has."""
+    from usagewatch.cli import replay as replay_module
+
+    default = replay_module.REPLAY_GROUP_EVENTS
+    replay_module.REPLAY_GROUP_EVENTS = GROUP
+    yield
+    replay_module.REPLAY_GROUP_EVENTS = default
+
+
 @pytest.fixture(scope="module")
 def data() -> bytes:
     return multi_user_log()
 
 
 @pytest.fixture(scope="module")
-def references(tmp_path_factory, data) -> dict[int, tuple[dict, str]]:
+def references(tmp_path_factory, data, groups) -> dict[int, tuple[dict, str]]:
     """What ``-j 1`` leaves, with frequent sweeps and with the default (none in these logs)."""
     out = {}
     default = engine_module.SWEEP_EVERY
@@ -135,7 +150,7 @@ def test_jobs_leave_the_store_of_one_job(tmp_path, data, reference, jobs):
     stats = replay(cfg, jobs=jobs)
     got = store_state(cfg)
     assert stats.summary() == summary
-    assert len(expected["findings"]) >= 9 and {f[1][-1] for f in expected["findings"]} == {"0", "1", "2"}
+    assert len({f[1] for f in expected["findings"]}) >= 5 and "updated" in summary
     assert expected["windows"] and expected["usage"]
     for part in expected:
         assert got[part] == expected[part], part
@@ -276,7 +291,7 @@ def sabotage(monkeypatch, tmp_path: Path, at_call: int, how: str) -> None:
 def test_a_worker_that_dies_fails_the_replay_and_a_rerun_completes_it(tmp_path, data, references, monkeypatch, how):
     """(Default sweeps: a rerun is a new process with a new sweep clock, as after any crash.)"""
     cfg = setup(tmp_path, data)
-    sabotage(monkeypatch, tmp_path, at_call=8, how=how)
+    sabotage(monkeypatch, tmp_path, at_call=3, how=how)
     with pytest.raises(UsagewatchError) as exc:
         replay(cfg, jobs=2)
     if how == "kill":

@@ -39,8 +39,10 @@ import logging
 import multiprocessing
 import multiprocessing.connection
 import os
+import queue
 import signal
 import sys
+import threading
 import traceback
 import zlib
 from dataclasses import dataclass, field
@@ -189,13 +191,16 @@ class _Head:
                      Counter(self.skipped), self.bytes_read)
 
 
-# messages from a worker: ("chunk", head, evaluation) | ("done",) | ("error", exception or None, text)
+# messages from a worker: ("chunk", [head, ...], evaluation) | ("done",) | ("error", exception or None, text)
 Message = tuple[Any, ...]
 
 
-def _work(k: int, jobs: int, pipeline: Pipeline, fields: tuple[str, ...],
+def _work(k: int, jobs: int, pipeline: Pipeline, fields: tuple[str, ...], group_events: int,
           conn: multiprocessing.connection.Connection) -> None:
-    """A worker's life: read every chunk, evaluate its share, send the result; never save."""
+    """A worker's life: read every chunk, evaluate its share, send the result; never save.
+
+    Chunks are grouped as ``Pipeline.poll(group_events=...)`` groups them for one commit, by the
+    number of ALL their events (which every worker knows), so each group is the same everywhere."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the whole group: the parent stops us
     # the parent's pooled connections are the parent's: forget them without closing them (closing
     # would, for PostgreSQL, end the parent's session on the server)
@@ -207,9 +212,21 @@ def _work(k: int, jobs: int, pipeline: Pipeline, fields: tuple[str, ...],
         def mine(ev: QueryEvent) -> bool:
             return part(ev) == k
 
+        def send(group: list[Chunk]) -> None:
+            events = group[0].events if len(group) == 1 else [e for c in group for e in c.events]
+            evaluation = evaluator.evaluate(_Share(events, mine, evaluator.engine))
+            conn.send(("chunk", [_Head.of(c) for c in group], evaluation))
+
+        group: list[Chunk] = []
+        queued = 0
         for chunk in pipeline.chunks(at_eof=True):
-            evaluation = evaluator.evaluate(_Share(chunk.events, mine, evaluator.engine))
-            conn.send(("chunk", _Head.of(chunk), evaluation))
+            group.append(chunk)
+            queued += len(chunk.events)
+            if queued >= group_events:
+                send(group)
+                group, queued = [], 0
+        if group:
+            send(group)
         conn.send(("done",))
     except BaseException as exc:  # reported to the parent, which decides; a worker never exits silently
         text = "".join(traceback.format_exception_only(type(exc), exc)).strip()
@@ -225,24 +242,51 @@ def _work(k: int, jobs: int, pipeline: Pipeline, fields: tuple[str, ...],
         conn.close()
 
 
-@dataclass
 class _Worker:
-    index: int
-    process: multiprocessing.process.BaseProcess
-    conn: multiprocessing.connection.Connection
+    """One worker process and, in the parent, a thread that drains its pipe into a short queue.
+
+    Without the thread a worker would block in ``send`` (its results are larger than a pipe's
+    buffer) until the parent had saved the chunk before: parent and workers would take turns on the
+    CPUs. With it a worker runs up to ``AHEAD`` chunks ahead of the commits (bounded memory)."""
+
+    AHEAD = 4
+
+    def __init__(self, index: int, process: multiprocessing.process.BaseProcess,
+                 conn: multiprocessing.connection.Connection):
+        self.index = index
+        self.process = process
+        self.conn = conn
+        self._inbox: queue.Queue[Message | None] = queue.Queue(self.AHEAD)
+        self._thread = threading.Thread(target=self._drain, name=f"{process.name}-inbox", daemon=True)
+        self._thread.start()
+
+    def _drain(self) -> None:
+        """Move messages from the pipe to the queue; None when the pipe ends (done, or dead)."""
+        try:
+            while True:
+                msg: Message = self.conn.recv()
+                self._inbox.put(msg)
+                if msg[0] != "chunk":
+                    return
+        except (EOFError, OSError):
+            self._inbox.put(None)
 
     def receive(self, jobs: int) -> Message:
         """The worker's next message; its death or failure as an error that says what to do."""
-        try:
-            msg: Message = self.conn.recv()
-        except (EOFError, OSError):
+        while True:
+            try:  # a timeout, so Ctrl-C is seen at once whatever the platform's lock waits do
+                msg = self._inbox.get(timeout=0.5)
+                break
+            except queue.Empty:
+                continue
+        if msg is None:
             self.process.join(timeout=5)
             code = self.process.exitcode
             how = (f"was killed by {signal.Signals(-code).name}" if code is not None and code < 0
                    else f"exited with status {code}")
             raise UsagewatchError(
                 f"replay worker {self.index + 1} of {jobs} {how}; the store holds every chunk saved before "
-                f"(nothing half-saved): run the replay again to continue from there.") from None
+                f"(nothing half-saved): run the replay again to continue from there.")
         if msg[0] == "error":
             _, exc, text, detail = msg
             log.debug("replay worker %d of %d failed:\n%s", self.index + 1, jobs, detail)
@@ -251,6 +295,22 @@ class _Worker:
             raise UsagewatchError(f"replay worker {self.index + 1} of {jobs} failed: {text}; the store holds "
                                   f"every chunk saved before (nothing half-saved).")
         return msg
+
+    def stop(self) -> None:
+        if self.process.is_alive():
+            self.process.terminate()
+
+    def reap(self) -> None:
+        self.process.join(timeout=10)
+        if self.process.is_alive():
+            self.process.kill()
+            self.process.join()
+        while self._thread.is_alive():  # it may wait to put a message: make room until it ends
+            try:
+                self._inbox.get(timeout=0.1)
+            except queue.Empty:
+                pass
+        self.conn.close()
 
 
 @dataclass
@@ -281,43 +341,42 @@ class _Owners:
 def _stop(workers: list[_Worker]) -> None:
     """End the workers (done, failed or still reading) and reap them."""
     for w in workers:
-        if w.process.is_alive():
-            w.process.terminate()
+        w.stop()
     for w in workers:
-        w.process.join(timeout=10)
-        if w.process.is_alive():
-            w.process.kill()
-            w.process.join()
-        w.conn.close()
+        w.reap()
 
 
-def replay_jobs(pipeline: Pipeline, jobs: int, progress: Callable[[int], None] | None = None) -> None:
+def replay_jobs(pipeline: Pipeline, jobs: int, progress: Callable[[int], None] | None = None,
+                group_events: int = 0) -> None:
     """Replay the pipeline's sources to their end with ``jobs`` worker processes (see the module
-    docstring); ``progress`` gets the bytes of each saved chunk. The pipeline's stats end up as
-    ``pipeline.poll(at_eof=True)`` would leave them."""
+    docstring); ``progress`` gets the bytes of each saved chunk. The store and the pipeline's stats
+    end up as ``pipeline.poll(at_eof=True, group_events=group_events)`` leaves them: the same
+    groups of chunks are evaluated together and committed together."""
     bump = progress or (lambda n: None)
     files_only = [s for s in pipeline.sources if not isinstance(s, FileSource)]
     if files_only:
         log.warning("source %r is a query-history table; replay -j spreads log files only, so this replay "
                     "runs in one process", files_only[0].name)
-        _serial(pipeline, bump)
+        _serial(pipeline, bump, group_events)
         return
     fields = partition_fields(pipeline.engine.rules, jobs)
     _Share.check_clock(pipeline.engine)
     ctx = multiprocessing.get_context("fork")
     workers: list[_Worker] = []
+    started: list[tuple[multiprocessing.process.BaseProcess, multiprocessing.connection.Connection]] = []
     try:
         gc.freeze()  # the inherited objects stay out of the workers' collections: fewer copied pages, less GC work
         try:
-            for k in range(jobs):
+            for k in range(jobs):  # all forked before any thread starts: a fork copies only its caller's thread
                 recv, send = ctx.Pipe(duplex=False)
-                p = ctx.Process(target=_work, args=(k, jobs, pipeline, fields, send),
+                p = ctx.Process(target=_work, args=(k, jobs, pipeline, fields, group_events, send),
                                 name=f"usagewatch-replay-{k + 1}", daemon=True)
                 p.start()
                 send.close()  # only the worker writes: its death then reads as EOF here
-                workers.append(_Worker(k, p, recv))
+                started.append((p, recv))
         finally:
             gc.unfreeze()
+        workers.extend(_Worker(k, p, recv) for k, (p, recv) in enumerate(started))
         owners = _Owners()
         while True:
             msgs = [w.receive(jobs) for w in workers]
@@ -325,22 +384,24 @@ def replay_jobs(pipeline: Pipeline, jobs: int, progress: Callable[[int], None] |
                 return
             heads = [m[1] if m[0] == "chunk" else None for m in msgs]
             if any(h != heads[0] for h in heads):
-                where = next((h.path for h in heads if h is not None), "a file")
+                where = next((h[0].path for h in heads if h), "a file")
                 log.warning("%s changed while %d workers were reading it (still being written?); reading the "
                             "rest in one process from the last saved chunk", where, jobs)
                 _stop(workers)
                 pipeline.reload_state()
-                _serial(pipeline, bump)
+                _serial(pipeline, bump, group_events)
                 return
-            head = heads[0]
-            assert head is not None
-            pipeline.save(head.chunk(), Evaluation.merged(owners.reconcile([m[2] for m in msgs])))
-            bump(head.bytes_read)
+            group = heads[0]
+            assert group is not None
+            pipeline.save([h.chunk() for h in group], Evaluation.merged(owners.reconcile([m[2] for m in msgs])))
+            bump(sum(h.bytes_read for h in group))
     finally:
         _stop(workers)
+        for orphan, conn in started[len(workers):]:  # forked, but the rest failed to start
+            orphan.terminate()
+            orphan.join()
+            conn.close()
 
 
-def _serial(pipeline: Pipeline, bump: Callable[[int], None]) -> None:
-    for chunk in pipeline.chunks(at_eof=True):
-        pipeline.step(chunk)
-        bump(chunk.bytes_read)
+def _serial(pipeline: Pipeline, bump: Callable[[int], None], group_events: int) -> None:
+    pipeline.poll(at_eof=True, group_events=group_events, on_chunk=lambda c: bump(c.bytes_read))

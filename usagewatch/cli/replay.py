@@ -63,7 +63,7 @@ def replay(cfg: Config, paths: tuple[str, ...] = (), fmt: str | None = None, pro
             if jobs == 1:
                 pipeline.poll(at_eof=True, group_events=REPLAY_GROUP_EVENTS)
             else:
-                replay_jobs(pipeline, jobs)
+                replay_jobs(pipeline, jobs, group_events=REPLAY_GROUP_EVENTS)
             return pipeline.stats
         files = [p for src in pipeline.sources for p in src.paths() if os.path.isfile(p)]
         total = sum(os.path.getsize(p) for p in files)
@@ -72,7 +72,7 @@ def replay(cfg: Config, paths: tuple[str, ...] = (), fmt: str | None = None, pro
             if jobs == 1:
                 pipeline.poll(at_eof=True, group_events=REPLAY_GROUP_EVENTS, on_chunk=lambda c: bar.update(c.bytes_read))
             else:
-                replay_jobs(pipeline, jobs, bar.update)
+                replay_jobs(pipeline, jobs, bar.update, REPLAY_GROUP_EVENTS)
         return pipeline.stats
     finally:
         store.close()

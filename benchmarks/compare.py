@@ -245,7 +245,8 @@ def machine(uw_python: str) -> dict[str, object]:
         exe = shutil.which(name)
         if exe:
             out = subprocess.run([exe, *args], capture_output=True, text=True)
-            tools[name] = (out.stdout or out.stderr).strip().splitlines()[0] if (out.stdout or out.stderr) else "?"
+            text = (out.stdout or out.stderr).strip()
+            tools[name] = text.splitlines()[0].split()[-1] if text else "?"  # "pgBadger version 12.0" -> 12.0
     return {"cpu": cpu, "cores": os.cpu_count(), "os": platform.platform(), "loadavg_start": os.getloadavg(),
             **env, "tools": tools}
 
@@ -273,8 +274,10 @@ def ratios(runs: list[Run]) -> list[str]:
         base = uw.get(r.log)
         if base is None or r.tool not in ("pgBadger", "pt-query-digest"):
             continue
+        cpu = f"{r.cpu_seconds / base.cpu_seconds:.2f}x" if base.cpu_seconds else "?"
         out.append(f"- usagewatch / {r.tool} on {r.log}: {base.qps / r.qps:.2f}x the throughput "
-                   f"({base.seconds:.1f} s vs {r.seconds:.1f} s), {base.rss_mb / r.rss_mb:.2f}x the peak RSS")
+                   f"({base.seconds:.1f} s vs {r.seconds:.1f} s wall), {cpu} by CPU time "
+                   f"({base.cpu_seconds:.1f} s vs {r.cpu_seconds:.1f} s), {base.rss_mb / r.rss_mb:.2f}x the peak RSS")
     return out
 
 
@@ -381,7 +384,12 @@ def main(argv: list[str] | None = None) -> int:
           + ", ".join(f"{k} {v}" for k, v in dict(info["tools"]).items())  # type: ignore[call-overload]
           + f". Load average at start {info['loadavg_start'][0]:.2f}, at end {info['loadavg_end'][0]:.2f}.\n")  # type: ignore[index]
     print(f"Single-process runs pinned to CPU {args.cpu}; best of {args.repeat}. q/s = workload queries / wall "
-          "seconds; peak RSS and CPU s are the child's own (os.wait4).\n")
+          "seconds; peak RSS and CPU s are the child's own (os.wait4; with -j N, the largest single process's "
+          "RSS, not the sum over the workers).\n")
+    busiest = max(info["loadavg_start"][0], info["loadavg_end"][0])  # type: ignore[index]
+    if busiest > (os.cpu_count() or 1) * 0.5:
+        print(f"**The machine was busy (load average up to {busiest:.1f} on {os.cpu_count()} cores): wall seconds "
+              "include waiting for the core; compare the CPU s column.**\n")
     print(table(runs))
     print()
     for line in ratios(runs):

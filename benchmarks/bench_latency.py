@@ -174,6 +174,17 @@ def cpu_seconds(pid: int) -> float:
     return sum(int(f) for f in fields[11:15]) / ticks
 
 
+def peak_rss_mb(pid: int) -> float:
+    """The process's peak resident memory (VmHWM), in MB: window state grows with distinct queries."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return float("nan")
+
+
 def pg_counters(url: str) -> dict[str, int] | None:
     """Commits and rows written in the store's database so far (pg_stat_database), or None."""
     if not url.startswith("postgresql"):
@@ -299,6 +310,7 @@ def main() -> int:
                 break
             time.sleep(0.1)
         cpu1 = cpu_seconds(daemon.pid)
+        rss = peak_rss_mb(daemon.pid)
         pg_after = pg_counters(database)
         final = scrape(metrics_url)
         status = subprocess.run([sys.executable, "-m", "usagewatch", "status", "--format", "json",
@@ -348,7 +360,8 @@ def main() -> int:
           f"{writer.records_written:,} written; bytes behind {final.get('bytes_behind', float('nan')):,.0f} "
           + (f"(0 within {drained_after:.2f} s)" if drained_after is not None else "(never 0 within 30 s)"))
     busy = cpu1 - cpu0
-    print(f"daemon CPU: {busy:.1f} s over {wall_write:.0f} s of writing = {busy / wall_write:.2f} cores")
+    print(f"daemon CPU: {busy:.1f} s over {wall_write:.0f} s of writing = {busy / wall_write:.2f} cores; "
+          f"peak RSS {rss:,.0f} MB")
     if pg_before and pg_after:
         secs = wall_write
         d = {k: pg_after[k] - pg_before[k] for k in pg_before}

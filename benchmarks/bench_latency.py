@@ -294,7 +294,7 @@ def main() -> int:
                 raise SystemExit("the daemon did not start:\n" + (tmp / "daemon.log").read_text()[-3000:])
             time.sleep(0.2)
         pg_before = pg_counters(database)
-        cpu0 = cpu_seconds(daemon.pid)
+        cpu0, t0 = cpu_seconds(daemon.pid), time.monotonic()
         completed = write_load(args, writer, result, metrics_url)
         written_end = time.monotonic()
         wall_write = args.duration
@@ -309,7 +309,7 @@ def main() -> int:
             if drained_after is not None and all(u.encode() in got for u in completed):
                 break
             time.sleep(0.1)
-        cpu1 = cpu_seconds(daemon.pid)
+        cpu1, t1 = cpu_seconds(daemon.pid), time.monotonic()
         rss = peak_rss_mb(daemon.pid)
         pg_after = pg_counters(database)
         final = scrape(metrics_url)
@@ -359,11 +359,11 @@ def main() -> int:
     print(f"after the writer stopped: {final.get('records_total', 0):,.0f} records read of "
           f"{writer.records_written:,} written; bytes behind {final.get('bytes_behind', float('nan')):,.0f} "
           + (f"(0 within {drained_after:.2f} s)" if drained_after is not None else "(never 0 within 30 s)"))
-    busy = cpu1 - cpu0
-    print(f"daemon CPU: {busy:.1f} s over {wall_write:.0f} s of writing = {busy / wall_write:.2f} cores; "
+    busy, span = cpu1 - cpu0, t1 - t0  # the span: writing, then draining what was left
+    print(f"daemon CPU: {busy:.1f} s over {span:.0f} s (writing and draining) = {busy / span:.2f} cores; "
           f"peak RSS {rss:,.0f} MB")
     if pg_before and pg_after:
-        secs = wall_write
+        secs = span
         d = {k: pg_after[k] - pg_before[k] for k in pg_before}
         print(f"store (PostgreSQL, pg_stat_database): {d['commits'] / secs:,.1f} commits/s, "
               f"{d['inserted'] / secs:,.0f} rows inserted/s, {d['updated'] / secs:,.0f} updated/s, "

@@ -152,7 +152,10 @@ class KeyWindow:
         if not values:
             return ()
         names = self.names
-        if len(values) == len(names) and tuple(values) == names:
+        if not names:  # the key's first values: its names are the event's
+            self.names = _shared_names(tuple(values))
+            cells = tuple(values.values())
+        elif len(values) == len(names) and tuple(values) == names:
             cells = tuple(values.values())
         else:
             new = [n for n in values if n not in names]

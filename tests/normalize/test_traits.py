@@ -166,3 +166,24 @@ def test_cache_hit_gives_the_traits_of_a_fresh_parse(trait: str, dialect: str, y
         second = cached.normalize(sql)
         assert second == first == Normalizer(dialect, cache_size=0).normalize(sql)
         assert cached.stats.hits == hits + 1, sql  # the second run was answered by the cache
+
+
+# Clients that bind values (JDBC, DBeaver, psycopg) send the LIKE pattern or the date as a parameter:
+# each execution's bound value decides the trait, through the cache as for an inline literal.
+BOUND = [
+    ("postgres", "SELECT id FROM page_views WHERE page_url LIKE $1", "leading_wildcard_like", ["%cart%", "cart%", "_x", "", None]),
+    ("mysql", "SELECT id FROM page_views WHERE page_url LIKE ?", "leading_wildcard_like", ["%cart%", "cart%"]),
+    ("postgres", "SELECT a FROM t WHERE k > $1 AND z = 1", "unbounded_date_range", ["2024-01-01", "abc", "2024-02-03 10:00"]),
+]
+
+
+@pytest.mark.parametrize(("dialect", "sql", "trait", "values"), BOUND)
+def test_a_bound_parameter_value_decides_its_trait(dialect: str, sql: str, trait: str, values: list[str | None]) -> None:
+    cached = Normalizer(dialect)
+    for _ in range(2):
+        for v in values:
+            got = cached.normalize(sql, [v])
+            assert got == Normalizer(dialect, cache_size=0).normalize(sql, [v])
+            expected = bool(v) and (v[0] in "%_" if trait == "leading_wildcard_like" else v[:4].isdigit())
+            assert (trait in got.traits) == expected, (sql, v)
+    assert cached.stats.hits >= len(values)

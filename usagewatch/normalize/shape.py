@@ -279,7 +279,7 @@ def build(statements: Sequence[exp.Expression], dialect: object, params: tuple[s
     cacheable = True
     for trait, node, test in pending:
         slot = walker.watch.get(id(node))
-        if slot is not None and not slot.is_list and slot.members[0].param is None:
+        if slot is not None and not slot.is_list:  # a literal's or a bind parameter's value
             checks.append((trait, index[id(slot)], test))
         elif node.is_string and traits_mod.TESTS[test](node.this):  # not a slot of its own: decide now, never cache
             traits.add(trait)

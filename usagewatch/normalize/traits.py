@@ -216,7 +216,13 @@ def _pattern_literal(node: exp.Expression | None) -> exp.Expression | None:
             node = _unparen(node.expressions[0])
         else:
             break
-    return node if isinstance(node, exp.Literal) and node.is_string else None
+    return node if (isinstance(node, exp.Literal) and node.is_string) or _is_bind(node) else None
+
+
+def _is_bind(node: exp.Expression | None) -> bool:
+    """A bind parameter ($1, ?, %s): its value arrives with each execution (JDBC, DBeaver and
+    psycopg send LIKE patterns and dates this way), so its trait is checked per value like a literal's."""
+    return isinstance(node, exp.Parameter) or (isinstance(node, exp.Placeholder) and node.this is None)
 
 
 def analyze(root: exp.Expression) -> Found:
@@ -419,5 +425,5 @@ def _date_range(comparisons: Sequence[exp.Expression], found: Found) -> None:
             return
         for v in values:
             v = _unparen(v)  # type: ignore[assignment]
-            if isinstance(v, exp.Literal) and v.is_string:
+            if (isinstance(v, exp.Literal) and v.is_string) or _is_bind(v):
                 found.checks.append(("unbounded_date_range", v, "date_value"))

@@ -122,8 +122,11 @@ class RuleEngine:
         self._forget.clear()
         for rule in self.rules:
             logic = rule.logic
+            rid = rule.id
             for key, state in rule.kind.take_dirty().items():
-                out[(rule.id, key)] = None if state is None else {**state, "logic": logic}
+                if state is not None:
+                    state["logic"] = logic  # to_state() built this dict for us: no copy per window
+                out[(rid, key)] = state
         return out
 
     def restore(self, states: Iterable[tuple[str, str, dict[str, Any]]]) -> None:

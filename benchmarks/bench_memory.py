@@ -1,7 +1,7 @@
 """Memory with many live rule-window keys, and memory against log size (issue 7), run by hand:
 
     python benchmarks/bench_memory.py engine  [--keys 1000000] [--batch 15000] [--sizes]
-    python benchmarks/bench_memory.py process [--keys 1000000]
+    python benchmarks/bench_memory.py process [--keys 1000000] [--batch-bytes N]
     python benchmarks/bench_memory.py flat    [--copies 25 100 400]
 
 ``engine``: synthetic normalized events, each of a distinct (user, fingerprint) pair, all inside
@@ -200,14 +200,15 @@ def write_distinct_log(path: Path, keys: int) -> None:
         f.writelines(buf)
 
 
-def replay_peak(log: Path, workdir: Path) -> tuple[float, float, str]:
+def replay_peak(log: Path, workdir: Path, batch_bytes: int = 0) -> tuple[float, float, str]:
     """Peak RSS (MB) and wall time of ``usagewatch replay`` on ``log`` in a child process."""
     cfg = workdir / "config.yaml"
     db = workdir / "uw.db"
     if db.exists():
         db.unlink()
     cfg.write_text(f"database: sqlite:///{db}\nsources:\n"
-                   f"  - {{name: bench, format: postgres-csvlog, paths: ['{log}']}}\n")
+                   f"  - {{name: bench, format: postgres-csvlog, paths: ['{log}']}}\n"
+                   + (f"follow: {{batch_bytes: {batch_bytes}}}\n" if batch_bytes else ""))
     cmd = [sys.executable, "-m", "usagewatch", "replay", "--config", str(cfg)]
     t0 = time.perf_counter()
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
@@ -221,14 +222,14 @@ def replay_peak(log: Path, workdir: Path) -> tuple[float, float, str]:
     return usage.ru_maxrss / 1024, elapsed, out.splitlines()[-1] if out else ""
 
 
-def bench_process(keys: int, workdir: Path) -> None:
+def bench_process(keys: int, workdir: Path, batch_bytes: int) -> None:
     log = workdir / "distinct.csv"
     t0 = time.perf_counter()
     write_distinct_log(log, keys)
     print(f"wrote {log.stat().st_size / 1e6:.0f} MB csvlog, {keys:,} distinct (user, fingerprint) "
           f"in {time.perf_counter() - t0:.1f} s")
     print(f"$ {sys.executable} -m usagewatch replay --config {workdir / 'config.yaml'}")
-    peak, elapsed, summary = replay_peak(log, workdir)
+    peak, elapsed, summary = replay_peak(log, workdir, batch_bytes)
     print(f"peak RSS {peak:.0f} MB, {elapsed:.1f} s = {keys / elapsed:,.0f} queries/s; {summary}")
 
 
@@ -270,6 +271,8 @@ def main() -> None:
                     help="engine: take the window state every this many events, as a pipeline step does "
                          "(a 4 MiB csvlog chunk holds about 15,000 queries); 0: never while feeding")
     ap.add_argument("--sizes", action="store_true", help="engine: bytes of each rule's window objects (slow)")
+    ap.add_argument("--batch-bytes", type=int, default=0,
+                    help="process: follow.batch_bytes of the replay (0: the config default)")
     ap.add_argument("--copies", type=int, nargs="+", default=[25, 100, 400])
     args = ap.parse_args()
     print(f"machine: {machine()}")
@@ -279,7 +282,7 @@ def main() -> None:
         return
     with tempfile.TemporaryDirectory() as tmp:
         if args.what == "process":
-            bench_process(args.keys, Path(tmp))
+            bench_process(args.keys, Path(tmp), args.batch_bytes)
         else:
             bench_flat(args.copies, Path(tmp))
 

@@ -34,13 +34,22 @@ class SpikeParams(KindParams):
         return self
 
 
+_NONE_FIRED: frozenset[int] = frozenset()
+
+#: the latest event of a key, for its finding: user, database, sql, fingerprint, normalized_sql,
+#: bucket, tables, ts (a tuple in a slot, not a dict beside the state: there is one per key)
+Context = tuple[str | None, str | None, str, str, str, int, tuple[str, ...], float]
+
+
 class _KeyState:
-    __slots__ = ("first_ts", "buckets", "fired")
+    __slots__ = ("first_ts", "buckets", "fired", "context")
 
     def __init__(self, first_ts: float):
         self.first_ts = first_ts
         self.buckets: dict[int, int] = {}  # bucket number -> queries
-        self.fired: set[int] = set()  # buckets already reported
+        #: buckets already reported; one shared empty frozenset until the key first fires
+        self.fired: set[int] | frozenset[int] = _NONE_FIRED
+        self.context: Context | None = None
 
     def to_state(self) -> dict[str, Any]:
         return {"first_ts": self.first_ts, "buckets": {str(k): v for k, v in self.buckets.items()},
@@ -50,7 +59,8 @@ class _KeyState:
     def from_state(cls, s: dict[str, Any]) -> _KeyState:
         k = cls(s["first_ts"])
         k.buckets = {int(b): n for b, n in s["buckets"].items()}
-        k.fired = set(s.get("fired", []))
+        fired = s.get("fired")
+        k.fired = set(fired) if fired else _NONE_FIRED
         return k
 
 
@@ -64,7 +74,6 @@ class Spike(RuleKind):
         self.size = params.window.total_seconds()
         self.span = int(params.baseline.total_seconds() // self.size)  # buckets in the baseline
         self.keys: dict[str, _KeyState] = {}
-        self.context: dict[str, dict[str, Any]] = {}
         self._dirty: set[str] = set()
         self._gone: set[str] = set()
 
@@ -81,13 +90,20 @@ class Spike(RuleKind):
         if k is None:
             k = self.keys[key] = _KeyState(ts)
         bucket = int(ts // self.size)
-        k.buckets[bucket] = k.buckets.get(bucket, 0) + 1
-        for old in [b for b in k.buckets if b < bucket - self.span]:
-            del k.buckets[old]
-        k.fired = {b for b in k.fired if b >= bucket - self.span}
-        self.context[key] = {"user": ne.event.user, "database": ne.event.database, "sql": ne.event.sql,
-                             "fingerprint": ne.query.fingerprint, "normalized_sql": ne.query.normalized_sql,
-                             "bucket": bucket, "tables": list(ne.query.tables), "last_ts": ts}
+        buckets = k.buckets
+        oldest = bucket - self.span
+        if bucket in buckets:
+            buckets[bucket] += 1
+        else:
+            buckets[bucket] = 1
+        if len(buckets) > 1:
+            for old in [b for b in buckets if b < oldest]:
+                del buckets[old]
+        if k.fired:
+            k.fired = {b for b in k.fired if b >= oldest}
+        q = ne.query
+        k.context = (ne.event.user, ne.event.database, ne.event.sql, q.fingerprint, q.normalized_sql, bucket,
+                     q.tables, ts)
         self._dirty.add(key)
         self._gone.discard(key)
         p = self.params
@@ -96,24 +112,26 @@ class Spike(RuleKind):
             return None
         if bucket not in k.fired and count < p.factor * self._baseline(k, bucket):
             return None
-        k.fired.add(bucket)
+        if not k.fired:
+            k.fired = set()
+        k.fired.add(bucket)  # type: ignore[union-attr]
         return key
 
     def update(self, key: str) -> FindingUpdate | None:
-        k, ctx = self.keys.get(key), self.context.get(key)
-        if k is None or ctx is None:
+        k = self.keys.get(key)
+        if k is None or k.context is None:
             return None
-        bucket = ctx["bucket"]
+        user, database, sql, fingerprint, normalized_sql, bucket, tables, last_ts = k.context
         base = self._baseline(k, bucket)
         start = dt_of(bucket * self.size)
         return FindingUpdate(
-            rule=self.spec.id, key=key, episode=start.isoformat(), user=ctx["user"], database=ctx["database"],
+            rule=self.spec.id, key=key, episode=start.isoformat(), user=user, database=database,
             count=k.buckets.get(bucket, 0), distinct_values=0, first_seen=start,
-            last_seen=dt_of(ctx["last_ts"]),
-            fingerprint=ctx["fingerprint"], sample_sql=ctx["sql"], normalized_sql=ctx["normalized_sql"],
+            last_seen=dt_of(last_ts),
+            fingerprint=fingerprint, sample_sql=sql, normalized_sql=normalized_sql,
             severity=self.spec.severity,
             details={"baseline_per_window": round(base, 2), "factor": self.params.factor,
-                     "tables": ctx["tables"], "suggested_sql": ctx["normalized_sql"]},
+                     "tables": list(tables), "suggested_sql": normalized_sql},
         )
 
     def explain(self) -> list[dict[str, Any]]:
@@ -139,6 +157,5 @@ class Spike(RuleKind):
         horizon = int(now // self.size) - self.span
         for key in [key for key, k in self.keys.items() if not k.buckets or max(k.buckets) < horizon]:
             del self.keys[key]
-            self.context.pop(key, None)
             self._dirty.discard(key)
             self._gone.add(key)

@@ -155,3 +155,27 @@ def test_a_key_seen_once_without_values_is_kept_as_a_bare_timestamp() -> None:
     ups = fresh.updates(fresh.feed_all([run("kim", m, "7") for m in range(1, 25)]))
     assert [(u.rule, u.count) for u in ups] == [("same-query-repeated", 25)]
     assert isinstance(again.keys[key], KeyWindow)
+
+
+def test_keys_are_named_as_before() -> None:
+    import hashlib
+
+    e = RuleEngine(load_rules(STORY_RULES))
+    e.feed_all([run("kim", 0, "42")])
+    digest = hashlib.blake2b(b"42", digest_size=8).hexdigest()
+    assert set(e.take_state()) == {("same-query-different-ids", "user=kim fingerprint=fp-orders"),
+                                   ("same-query-repeated", f"user=kim fingerprint=fp-orders values={digest}")}
+
+
+def test_groups_with_one_name_share_one_window_as_when_keys_were_names() -> None:
+    """user "a fingerprint=b" with shape "c" and user "a" with shape "b fingerprint=c" are both named
+    "user=a fingerprint=b fingerprint=c": one key, as it was."""
+    e = RuleEngine(load_rules(STORY_RULES))
+    events = [run("a fingerprint=b", m, str(m), fingerprint="c") for m in range(10)]
+    events += [run("a", 10 + m, str(100 + m), fingerprint="b fingerprint=c") for m in range(10)]
+    ups = e.updates(e.feed_all(events))
+    assert [(u.rule, u.key, u.count) for u in ups] == [
+        ("same-query-different-ids", "user=a fingerprint=b fingerprint=c", 20)]
+    kind = e.rules[0].kind
+    assert kind.state_keys() == ["user=a fingerprint=b fingerprint=c"]
+

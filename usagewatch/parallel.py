@@ -39,6 +39,7 @@ import logging
 import multiprocessing
 import multiprocessing.connection
 import os
+import pickle
 import queue
 import signal
 import sys
@@ -216,6 +217,8 @@ def _work(k: int, jobs: int, pipeline: Pipeline, fields: tuple[str, ...], group_
             events = group[0].events if len(group) == 1 else [e for c in group for e in c.events]
             evaluation = evaluator.evaluate(_Share(events, mine, evaluator.engine))
             conn.send(("chunk", [_Head.of(c) for c in group], evaluation))
+            del evaluation, events
+            _settle()
 
         group: list[Chunk] = []
         queued = 0
@@ -242,6 +245,33 @@ def _work(k: int, jobs: int, pipeline: Pipeline, fields: tuple[str, ...], group_
         conn.close()
 
 
+def _loads(data: bytes) -> Message:
+    """Unpickle a worker's message with the cyclic GC paused. A chunk's results are hundreds of
+    thousands of small dicts and lists (rule windows); allocating them sets off collections that
+    each walk the whole heap, which cost more than the unpickling itself. Plain data has no cycles
+    to find, so pausing the collector loses nothing."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        msg: Message = pickle.loads(data)
+    finally:
+        if enabled:
+            gc.enable()
+    return msg
+
+
+def _settle() -> None:
+    """Collect what a group left, then move every surviving object out of the collector's sight.
+
+    Between groups a process keeps long-lived objects (rule windows, normalizer caches, in the
+    worker; the store's machinery in the parent) that a full collection would walk again and
+    again while the next group allocates; once frozen they are never walked again. Collecting
+    first means no garbage cycle (sqlglot trees point back to their parents) is frozen with them;
+    frozen objects that die later are still freed by reference counting."""
+    gc.collect()
+    gc.freeze()
+
+
 class _Worker:
     """One worker process and, in the parent, a thread that drains its pipe into a short queue.
 
@@ -256,18 +286,16 @@ class _Worker:
         self.index = index
         self.process = process
         self.conn = conn
-        self._inbox: queue.Queue[Message | None] = queue.Queue(self.AHEAD)
+        self._inbox: queue.Queue[bytes | None] = queue.Queue(self.AHEAD)
         self._thread = threading.Thread(target=self._drain, name=f"{process.name}-inbox", daemon=True)
         self._thread.start()
 
     def _drain(self) -> None:
-        """Move messages from the pipe to the queue; None when the pipe ends (done, or dead)."""
+        """Move messages, still pickled, from the pipe to the queue; None when the pipe ends
+        (after the worker's last message, or its death)."""
         try:
             while True:
-                msg: Message = self.conn.recv()
-                self._inbox.put(msg)
-                if msg[0] != "chunk":
-                    return
+                self._inbox.put(self.conn.recv_bytes())
         except (EOFError, OSError):
             self._inbox.put(None)
 
@@ -275,10 +303,11 @@ class _Worker:
         """The worker's next message; its death or failure as an error that says what to do."""
         while True:
             try:  # a timeout, so Ctrl-C is seen at once whatever the platform's lock waits do
-                msg = self._inbox.get(timeout=0.5)
+                data = self._inbox.get(timeout=0.5)
                 break
             except queue.Empty:
                 continue
+        msg = None if data is None else _loads(data)
         if msg is None:
             self.process.join(timeout=5)
             code = self.process.exitcode
@@ -395,7 +424,10 @@ def replay_jobs(pipeline: Pipeline, jobs: int, progress: Callable[[int], None] |
             assert group is not None
             pipeline.save([h.chunk() for h in group], Evaluation.merged(owners.reconcile([m[2] for m in msgs])))
             bump(sum(h.bytes_read for h in group))
+            del msgs, heads, group
+            _settle()
     finally:
+        gc.unfreeze()  # what _settle froze in this process is the collector's again
         _stop(workers)
         for orphan, conn in started[len(workers):]:  # forked, but the rest failed to start
             orphan.terminate()

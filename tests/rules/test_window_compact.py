@@ -179,3 +179,17 @@ def test_groups_with_one_name_share_one_window_as_when_keys_were_names() -> None
     kind = e.rules[0].kind
     assert kind.state_keys() == ["user=a fingerprint=b fingerprint=c"]
 
+
+
+def test_a_key_touched_in_the_batch_is_not_swept_before_its_update_is_built() -> None:
+    """A sweep inside a batch (every 10,000 events, or a replay group of many chunks) used to drop
+    a key that had fired earlier in the batch, so its finding depended on where batches ended."""
+    e = RuleEngine(load_rules(STORY_RULES))
+    touched = e.feed_all([run("kim", m, str(m)) for m in range(20)])
+    kind = e.rules[0].kind
+    kind.sweep(run("x", 3 * 60, None).event.ts.timestamp())  # hours later, same batch
+    assert [(u.user, u.count) for u in e.updates(touched)] == [("kim", 20)]
+    assert kind.state_keys() == ["user=kim fingerprint=fp-orders"]
+    e.take_state()
+    kind.sweep(run("x", 3 * 60, None).event.ts.timestamp())  # the batch was taken: now it goes
+    assert kind.state_keys() == [] and kind.take_dirty() == {"user=kim fingerprint=fp-orders": None}

@@ -155,7 +155,8 @@ class Spike(RuleKind):
 
     def sweep(self, now: float) -> None:
         horizon = int(now // self.size) - self.span
-        for key in [key for key, k in self.keys.items() if not k.buckets or max(k.buckets) < horizon]:
+        dirty = self._dirty  # touched since the state was taken: kept until then (see WindowedKind.sweep)
+        for key in [key for key, k in self.keys.items()
+                    if (not k.buckets or max(k.buckets) < horizon) and key not in dirty]:
             del self.keys[key]
-            self._dirty.discard(key)
             self._gone.add(key)

@@ -527,11 +527,11 @@ class WindowedKind(RuleKind):
             self._oldest = w.last_ts
 
     def sweep(self, now: float) -> None:
-        """Forget keys whose window drained before ``now``, except keys touched since the state was
-        last taken: the engine builds their finding updates (and saves their state) at the end of
-        the batch, and a key forgotten before that would lose its update - with several chunks per
-        commit, or a chunk spanning days, a finding would depend on where batches end. Such a key
-        is forgotten by the first sweep after the batch."""
+        """Forget keys whose window drained before ``now``, except firing keys touched since the
+        state was last taken: the engine builds their finding updates at the end of the batch, and
+        a key forgotten before that would lose its update - with several chunks per commit, or a
+        chunk spanning days, a finding would depend on where batches end. Such a key is forgotten
+        by the first sweep after the batch. (A key without an episode has no update to lose.)"""
         horizon = now - self.window
         if self._oldest >= horizon:
             return  # no window can have drained: skip the walk over every key
@@ -541,11 +541,12 @@ class WindowedKind(RuleKind):
         gone = []
         for k, w in keys.items():
             last = w if w.__class__ is float else w.last_ts  # type: ignore[union-attr]
-            if last < horizon and k not in dirty:
+            if last < horizon and (k not in dirty or w.__class__ is float or w.episode is None):  # type: ignore[union-attr]
                 gone.append(k)
             elif last < oldest:
                 oldest = last
         for key in gone:
             del keys[key]
+            dirty.discard(key)
             self._gone.add(key)
         self._oldest = oldest

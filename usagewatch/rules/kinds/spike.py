@@ -155,8 +155,9 @@ class Spike(RuleKind):
 
     def sweep(self, now: float) -> None:
         horizon = int(now // self.size) - self.span
-        dirty = self._dirty  # touched since the state was taken: kept until then (see WindowedKind.sweep)
+        dirty = self._dirty  # a firing key touched since the state was taken waits (see WindowedKind.sweep)
         for key in [key for key, k in self.keys.items()
-                    if (not k.buckets or max(k.buckets) < horizon) and key not in dirty]:
+                    if (not k.buckets or max(k.buckets) < horizon) and (not k.fired or key not in dirty)]:
             del self.keys[key]
+            dirty.discard(key)
             self._gone.add(key)

@@ -16,7 +16,7 @@ from usagewatch.errors import StoreError
 from usagewatch.model import FileCursor, FindingUpdate
 from usagewatch.store import migrations, transitions
 from usagewatch.store import usage as usage_store
-from usagewatch.store.lifecycle import CommitResult, apply_update
+from usagewatch.store.lifecycle import CommitResult, apply_updates
 from usagewatch.store.tables import (
     checkpoints,
     findings,
@@ -98,8 +98,7 @@ class Store:
         result = CommitResult()
         try:
             with self._tx() as conn:
-                for u in batch.updates:
-                    apply_update(conn, u, now, self.howto_base_url, result)
+                apply_updates(conn, batch.updates, now, self.howto_base_url, result)
                 self._save_windows(conn, batch.windows)
                 if batch.usage:
                     usage_store.add(conn, batch.usage)

@@ -54,6 +54,17 @@ def test_later_runs_update_the_same_episode_cumulatively():
     assert later[0].count == 136 and later[0].distinct_values == 136
 
 
+def test_an_episode_that_ends_and_restarts_inside_one_batch_gives_both_updates():
+    """A replay commits many chunks at once: a key that fired, went quiet for over an hour and
+    fired again inside one batch must still report the first episode (its runs would be lost)."""
+    e = engine()
+    first = [run("kim", m, str(m)) for m in range(25)]
+    second = [run("kim", 200 + m, str(500 + m)) for m in range(30)]
+    ups = [u for u in feed(e, first + second) if u.rule == "same-query-different-ids"]
+    assert [u.count for u in ups] == [25, 30]
+    assert ups[0].episode != ups[1].episode
+
+
 def test_window_state_survives_a_restart():
     """70 runs before a restart plus 66 after make one episode of 136 runs (DESIGN invariant)."""
     e1 = engine()
@@ -74,7 +85,9 @@ def test_quiet_longer_than_the_window_starts_a_new_episode():
     e = engine()
     one = feed(e, [run("kim", m, str(m)) for m in range(20)])
     two = feed(e, [run("kim", 200 + m, str(100 + m)) for m in range(20)])
-    assert one[0].episode != two[0].episode and two[0].count == 20
+    # the first episode's final update comes again (idempotent: counts are absolute), then the new one
+    assert [(u.episode, u.count) for u in two] == [(one[0].episode, 20), (two[-1].episode, 20)]
+    assert one[0].episode != two[-1].episode
 
 
 def test_filter_excludes_non_select_statements():

@@ -101,8 +101,13 @@ class RuleEngine:
         return out
 
     def updates(self, touched: Iterable[tuple[str, str]]) -> list[FindingUpdate]:
-        """One rendered update per touched (rule id, key), in first-touched order."""
-        out = []
+        """One rendered update per touched (rule id, key), in first-touched order, after the final
+        updates of episodes that ended in the meantime."""
+        out: list[FindingUpdate] = []
+        for rule in self.rules:
+            for ended in rule.kind.take_ended():
+                rule.render(ended)
+                out.append(ended)
         for rule_id, key in dict.fromkeys(touched):
             rule = self._by_id[rule_id]
             update = rule.kind.update(key)

@@ -57,6 +57,12 @@ class RuleKind:
         """State of every key changed since the last call (None = key gone), for the store."""
         return {}
 
+    def take_ended(self) -> list[FindingUpdate]:
+        """Final updates of episodes that ended (the key went quiet for a window and came back)
+        since the last call: a batch that holds both the end of one episode and the start of the
+        next must save both, not only the last one ``update(key)`` can still see."""
+        return []
+
     def restore(self, key: str, state: dict[str, Any]) -> None:
         pass
 
@@ -413,6 +419,7 @@ class WindowedKind(RuleKind):
         self.keys: dict[str, KeyWindow | float] = {}
         self._dirty: set[str] = set()
         self._gone: set[str] = set()
+        self._ended: list[FindingUpdate] = []
         #: no window's last_ts is older than this (a lower bound): a sweep before it has nothing to do
         self._oldest = float("inf")
 
@@ -454,6 +461,12 @@ class WindowedKind(RuleKind):
             w = KeyWindow.of_bare(found)  # type: ignore[arg-type]
         else:
             w = found  # type: ignore[assignment]
+        if w.episode is not None and ts - w.last_ts > self.window:
+            # this event ends the key's episode (quiet for a whole window) and may start another:
+            # keep the ended one's final update, the same batch may hold both
+            ended = self.update(key)
+            if ended is not None:
+                self._ended.append(ended)
         values = self.values(ne)
         w.add(ts, values, self.window)
         self._dirty.add(key)
@@ -506,6 +519,10 @@ class WindowedKind(RuleKind):
             w = self.window_of(key)
             assert w is not None
             out.append({"key": key, "fired": w.episode is not None, **self.progress(w)})
+        return out
+
+    def take_ended(self) -> list[FindingUpdate]:
+        out, self._ended = self._ended, []
         return out
 
     def take_dirty(self) -> dict[str, dict[str, Any] | None]:

@@ -58,8 +58,6 @@ from usagewatch.errors import UsagewatchError
 from usagewatch.model import FileCursor, QueryEvent
 from usagewatch.pipeline import Evaluation, Pipeline
 from usagewatch.rules import RuleEngine
-from usagewatch.rules import engine as engine_module
-from usagewatch.rules.kinds.base import ts_of
 from usagewatch.rules.loader import Rule
 from usagewatch.sources.files import Chunk, FileSource
 
@@ -137,33 +135,20 @@ class _Share:
     For each event it skips it moves the engine's event-time clock exactly as ``RuleEngine.feed``
     would have (newest time, events since the last sweep, the sweep itself), so windows drain at
     the same events as in ``-j 1``; being lazy, the ticks interleave with the feeds in log order.
-    The engine has no public call for this (yet), hence the private attributes; ``check_clock``
-    fails early should they ever go."""
+    """
 
     def __init__(self, events: list[QueryEvent], mine: Callable[[QueryEvent], bool], engine: RuleEngine):
         self.events = events
         self.mine = mine
         self.engine = engine
 
-    @staticmethod
-    def check_clock(engine: RuleEngine) -> None:
-        if not (hasattr(engine, "_max_ts") and hasattr(engine, "_since_sweep") and hasattr(engine_module, "SWEEP_EVERY")):
-            raise UsagewatchError("replay -j: this rule engine keeps its event clock differently; "
-                                  "usagewatch.parallel needs updating (replay with -j 1 meanwhile).")
-
     def __iter__(self) -> Iterator[QueryEvent]:
-        engine, mine = self.engine, self.mine
-        sweep_every = engine_module.SWEEP_EVERY
+        tick, mine = self.engine.tick, self.mine
         for ev in self.events:
             if mine(ev):
                 yield ev
-                continue
-            t = ts_of(ev.ts)
-            if t > engine._max_ts:
-                engine._max_ts = t
-            engine._since_sweep += 1
-            if engine._since_sweep >= sweep_every:
-                engine.sweep()
+            else:
+                tick(ev)
 
 
 @dataclass(frozen=True)
@@ -396,7 +381,6 @@ def replay_jobs(pipeline: Pipeline, jobs: int, progress: Callable[[int], None] |
         raise UsagewatchError(f"replay -j {jobs} needs to fork worker processes, which this platform cannot; "
                               "replay with -j 1.")
     fields = partition_fields(pipeline.engine.rules, jobs)
-    _Share.check_clock(pipeline.engine)
     ctx = multiprocessing.get_context("fork")
     workers: list[_Worker] = []
     started: list[tuple[multiprocessing.process.BaseProcess, multiprocessing.connection.Connection]] = []

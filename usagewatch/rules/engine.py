@@ -86,13 +86,19 @@ class RuleEngine:
             key = observe(ne)
             if key is not None:
                 out.append((rule_id, key))
+        self.tick(ev)
+        return out
+
+    def tick(self, ev: QueryEvent) -> None:
+        """Advance the event-time clock by one event without evaluating it: windows drain (sweep)
+        after the same events whether or not this engine saw them (``replay -j``'s workers tick for
+        the events of other workers' users)."""
         ts = ts_of(ev.ts)
         if ts > self._max_ts:
             self._max_ts = ts
         self._since_sweep += 1
         if self._since_sweep >= SWEEP_EVERY:
             self.sweep()
-        return out
 
     def feed_all(self, events: Iterable[NormalizedEvent]) -> list[tuple[str, str]]:
         out: list[tuple[str, str]] = []

@@ -7,11 +7,12 @@ cursor in one transaction. Only this module (and ``daemon``) knows every stage.
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
 from collections import Counter
 from dataclasses import dataclass, field, replace
-from typing import Any, Callable, Iterable, Iterator
+from typing import Callable, Iterable, Iterator
 
 from usagewatch.config import Config, FollowConfig, SourceConfig
 from usagewatch.errors import SourceError
@@ -25,6 +26,7 @@ from usagewatch.store import Batch, Store
 from usagewatch.usage.aggregate import UsageAccumulator, UsageDelta
 
 log = logging.getLogger(__name__)
+_STATE_JSON = json.JSONEncoder(separators=(",", ":"))
 
 
 @dataclass
@@ -67,7 +69,9 @@ class Evaluation:
     windows they changed, and counters. ``replay -j N`` computes these in worker processes."""
 
     updates: list[FindingUpdate]
-    windows: dict[tuple[str, str], dict[str, Any] | None]
+    #: the changed windows' states, already JSON-encoded (None = delete): encoding is a large part
+    #: of saving, and done here it runs in ``replay -j``'s workers instead of the one saving process
+    windows: dict[tuple[str, str], str | None]
     unparsed: int = 0
     evaluations: dict[str, int] = field(default_factory=dict)
     #: this chunk's usage aggregates as deltas (additive, so the parts of workers add up)
@@ -122,7 +126,9 @@ class Evaluator:
         updates = engine.updates(touched)
         evaluations = dict(engine.evaluations_by_rule)
         engine.evaluations_by_rule.clear()
-        return Evaluation(updates, engine.take_state(), unparsed, evaluations,
+        dumps = _STATE_JSON.encode
+        windows = {k: None if st is None else dumps(st) for k, st in engine.take_state().items()}
+        return Evaluation(updates, windows, unparsed, evaluations,
                           usage.take() if usage is not None else None)
 
 

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import sqlite3
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
-from typing import Any, Iterator
+from typing import Any, Iterator, Mapping
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
@@ -37,7 +38,8 @@ class Batch:
 
     updates: list[FindingUpdate] = field(default_factory=list)
     cursors: list[FileCursor] = field(default_factory=list)
-    windows: dict[tuple[str, str], dict[str, Any] | None] = field(default_factory=dict)
+    #: rule window states: JSON text (the pipeline encodes them) or plain dicts; None = delete
+    windows: Mapping[tuple[str, str], str | dict[str, Any] | None] = field(default_factory=dict)
     #: the batch's usage aggregates (deltas added to the stored rows, in the same transaction)
     usage: UsageDelta | None = None
 
@@ -108,7 +110,7 @@ class Store:
             raise StoreError(f"could not save a batch: {exc}") from None
         return result
 
-    def _save_windows(self, conn: Connection, windows: dict[tuple[str, str], dict[str, Any] | None]) -> None:
+    def _save_windows(self, conn: Connection, windows: Mapping[tuple[str, str], str | dict[str, Any] | None]) -> None:
         """Replace the state of every window the batch touched (delete + insert, in bulk)."""
         if not windows:
             return
@@ -117,9 +119,14 @@ class Store:
         conn.execute(rule_windows.delete().where(rule_windows.c.rule == sa.bindparam("r"),
                                                  rule_windows.c.key == sa.bindparam("k")),
                      [{"r": r, "k": k} for r, k in windows])
-        rows = [{"rule": r, "key": k, "state": st} for (r, k), st in windows.items() if st is not None]
+        dumps = json.dumps
+        rows = [{"rule": r, "key": k, "state": st if isinstance(st, str) else dumps(st)}
+                for (r, k), st in windows.items() if st is not None]
         if rows:
-            conn.execute(rule_windows.insert(), rows)
+            # the JSON arrives as text: bind it as text (cast to json where the column is json)
+            text = sa.bindparam("state", type_=sa.Text)
+            state = text if conn.dialect.name == "sqlite" else sa.cast(text, rule_windows.c.state.type)
+            conn.execute(rule_windows.insert().values(rule=sa.bindparam("rule"), key=sa.bindparam("key"), state=state), rows)
 
     def _save_cursor(self, conn: Connection, c: FileCursor, now: datetime) -> None:
         values = dict(path=c.path, dev=c.dev, inode=c.inode, head_len=c.head_len, head_hash=c.head_hash,

@@ -45,8 +45,8 @@ class RuleKind:
 
     def shape_matches(self, q: NormalizedQuery) -> bool:
         """False when no event with this query shape can ever count (a query_pattern rule and a
-        shape without its traits). The engine asks once per shape and then skips the rule for
-        every event of that shape, which is most of the per-event cost saved."""
+        shape without its traits). The engine asks once per shape and calls ``observe`` only for
+        events of shapes that passed, so a kind need not check them again per event."""
         return True
 
     def update(self, key: str) -> FindingUpdate | None:

@@ -11,7 +11,7 @@ from datetime import timedelta
 from pydantic import Field, field_validator, model_validator
 
 from usagewatch.durations import Duration
-from usagewatch.model import FindingUpdate, NormalizedEvent, NormalizedQuery
+from usagewatch.model import FindingUpdate, NormalizedQuery
 from usagewatch.registry import did_you_mean
 from usagewatch.rules.kinds.base import KeyWindow, WindowedKind, WindowParams, kinds
 
@@ -66,11 +66,8 @@ class QueryPattern(WindowedKind):
         self._large = re.compile("|".join(fnmatch.translate(p) for p in params.large_tables)) \
             if params.large_tables else None
 
-    def traits_of(self, ne: NormalizedEvent) -> set[str]:
-        """The query's traits as this rule sees them (large_in_list and no_where are per rule)."""
-        return self._traits(ne.query)
-
     def _traits(self, q: NormalizedQuery) -> set[str]:
+        """The query's traits as this rule sees them (large_in_list and no_where are per rule)."""
         traits = set(q.traits)
         if q.in_list_max >= self.params.in_list_min:
             traits.add("large_in_list")
@@ -79,11 +76,9 @@ class QueryPattern(WindowedKind):
             traits.discard("no_where")
         return traits
 
-    def matches(self, ne: NormalizedEvent) -> bool:
-        return self.shape_matches(ne.query)
-
     def shape_matches(self, q: NormalizedQuery) -> bool:
-        """Everything this kind checks is a property of the shape (and the IN-list length)."""
+        """Everything this kind checks is a property of the shape (and the IN-list length), so it
+        has no per-event ``matches``: the engine only lets events of a matching shape through."""
         p = self.params
         traits = self._traits(q)
         if p.traits and not traits.issuperset(p.traits):

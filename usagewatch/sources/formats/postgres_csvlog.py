@@ -23,7 +23,6 @@ from usagewatch.sources.formats.base import FormatOptions, LogFormat, formats
 from usagewatch.sources.formats.postgres_events import (
     PostgresAssembler,
     parse_log_time,
-    to_int,
 )
 
 MIN_COLUMNS, MAX_COLUMNS = 23, 26
@@ -76,7 +75,7 @@ class PostgresCsvlog(LogFormat):
 
     def parse(self, raw: bytes) -> dict[str, Any]:
         text = raw.decode("utf-8", errors="replace")
-        if not text.strip():
+        if not text or text.isspace():  # not text.strip(), without copying the record
             raise BadRecord("csv-empty", "blank line")
         try:
             row = next(csv.reader((text,)))
@@ -91,19 +90,20 @@ class PostgresCsvlog(LogFormat):
             raise BadRecord("csv-time", repr(row[0][:60])) from None
         if not known:
             self.notes["tz-assumed-utc"] += 1
+        # ``int(v) if v else None`` is ``to_int`` inlined (every csv field is a str)
         try:
             return {
                 "log_time": log_time,
                 "user": row[1] or None,
                 "database": row[2] or None,
-                "pid": to_int(row[3]),
+                "pid": int(row[3]) if row[3] else None,
                 "client": row[4] or None,
                 "session_id": row[5] or None,
-                "session_line": to_int(row[6]),
+                "session_line": int(row[6]) if row[6] else None,
                 "command_tag": row[7] or None,
                 "session_start": row[8] or None,
                 "vxid": row[9] or None,
-                "txid": to_int(row[10]),
+                "txid": int(row[10]) if row[10] else None,
                 "severity": row[11] or None,
                 "sqlstate": row[12] or None,
                 "message": row[13],
@@ -112,11 +112,11 @@ class PostgresCsvlog(LogFormat):
                 "internal_query": row[16] or None,
                 "context": row[18] or None,
                 "query": row[19] or None,
-                "query_pos": to_int(row[20]),
+                "query_pos": int(row[20]) if row[20] else None,
                 "application": row[22] or None,
                 "backend_type": (row[23] or None) if n > 23 else None,
-                "leader_pid": to_int(row[24]) if n > 24 else None,
-                "query_id": to_int(row[25]) if n > 25 else None,
+                "leader_pid": (int(row[24]) if row[24] else None) if n > 24 else None,
+                "query_id": (int(row[25]) if row[25] else None) if n > 25 else None,
             }
         except ValueError as exc:
             raise BadRecord("csv-field", str(exc)[:200]) from None

@@ -88,7 +88,53 @@ def parse_log_time(text: str) -> tuple[datetime, bool]:
 
     A missing or unknown zone gives UTC and ``zone_known=False``. Raises ValueError on a
     timestamp that is not one.
+
+    PostgreSQL writes milliseconds and many records share a millisecond, all of them a second: the
+    last text's result is kept, and for ``YYYY-MM-DD HH:MM:SS.mmm ZONE`` the second with its zone
+    (the key holds the zone, so a DST change or a zone switch is a different key) is parsed once and
+    the milliseconds added. Any other shape goes through ``_parse_log_time``, which defines the
+    result; the shortcut only ever returns what that returns.
     """
+    global _last_time
+    last = _last_time
+    if text == last[0]:
+        return last[1]
+    if text[19:20] == "." and text[23:24] == " ":
+        key = text[:19] + text[23:]  # the second and " ZONE", without the milliseconds
+        second = _SECONDS.get(key)
+        if second is None:
+            second = _second(key)
+        millis = _MILLIS.get(text[20:23])  # exactly three ASCII digits, or None
+        if second is not _UNCACHEABLE and millis is not None:
+            result = (second[0] + millis, second[1])
+            _last_time = (text, result)
+            return result
+    result = _parse_log_time(text)
+    _last_time = (text, result)
+    return result
+
+
+def _second(key: str) -> tuple[datetime, bool]:
+    """The cached ``(datetime, zone_known)`` of ``YYYY-MM-DD HH:MM:SS ZONE`` (``key``), or
+    ``_UNCACHEABLE`` when that is not a naive whole second plus a one-word zone (the full text then
+    always goes the long way, so errors and odd shapes stay ``_parse_log_time``'s)."""
+    if len(_SECONDS) >= _SECONDS_MAX:
+        _SECONDS.clear()
+    found = _UNCACHEABLE
+    if key[4] == "-" and key[7] == "-" and key[13] == ":" and key[16] == ":" and key[19] == " " \
+            and " " not in key[20:]:
+        try:
+            naive = datetime.fromisoformat(key[:19])
+        except ValueError:
+            naive = None
+        if naive is not None and naive.tzinfo is None and not naive.microsecond:
+            found = _parse_log_time(key)
+    _SECONDS[key] = found
+    return found
+
+
+def _parse_log_time(text: str) -> tuple[datetime, bool]:
+    """``parse_log_time`` without its caches: what any text means."""
     sp = text.rfind(" ")
     if sp > 10:
         base, zone = text[:sp], text[sp + 1:]
@@ -99,6 +145,13 @@ def parse_log_time(text: str) -> tuple[datetime, bool]:
     if dt.tzinfo is not None:  # "2026-...+02:00" without a space
         return dt, True
     return dt.replace(tzinfo=tz or UTC), tz is not None
+
+
+_UNCACHEABLE: tuple[datetime, bool] = (datetime.min, False)  # a sentinel, compared by identity
+_SECONDS: dict[str, tuple[datetime, bool]] = {}  # "YYYY-MM-DD HH:MM:SS ZONE" -> parse_log_time of it
+_SECONDS_MAX = 4096  # log time moves forward: the cache is emptied when full
+_MILLIS: dict[str, timedelta] = {f"{i:03d}": timedelta(milliseconds=i) for i in range(1000)}
+_last_time: tuple[str | None, tuple[datetime, bool]] = (None, _UNCACHEABLE)  # the last text and its result
 
 
 def to_int(text: str | int | None) -> int | None:
@@ -237,23 +290,26 @@ class PostgresAssembler(Assembler):
         except ValueError:
             self.skipped["not-a-query"] += 1
             return []
-        rest = msg[ms_end + 3:]
+        at = ms_end + 3  # what follows "duration: X ms", read in place (no copy of the SQL)
+        if msg.startswith(("  parse ", "  bind "), at):  # the most common records: protocol steps
+            self.skipped["protocol-step"] += 1
+            return []
         sid = _session(fields)
-        if not rest:  # the duration of the statement/execute logged before it
+        if at >= len(msg):  # the duration of the statement/execute logged before it
             held = self._pending.pop(sid, None)
             if held is None:
                 self.skipped["orphan-duration"] += 1
                 return []
             return [self._event(held, ms, position)]
-        if rest.startswith("  statement: "):
-            sql, params = rest[13:], cast(tuple[str | None, ...], ())
-        elif rest.startswith("  execute ") and not rest.startswith("  execute fetch from "):
-            colon = rest.find(": ", 10)
+        if msg.startswith("  statement: ", at):
+            sql, params = msg[at + 13:], cast(tuple[str | None, ...], ())
+        elif msg.startswith("  execute ", at) and not msg.startswith("  execute fetch from ", at):
+            colon = msg.find(": ", at + 10)
             if colon < 0:
                 self.skipped["not-a-query"] += 1
                 return []
-            sql, params = rest[colon + 2:], parse_params(fields["detail"])
-        elif rest.startswith(("  parse ", "  bind ", "  execute fetch from ")):
+            sql, params = msg[colon + 2:], parse_params(fields["detail"])
+        elif msg.startswith("  execute fetch from ", at):
             self.skipped["protocol-step"] += 1
             return []
         else:  # e.g. auto_explain's "duration: X ms  plan: ..."

@@ -29,9 +29,11 @@ from usagewatch.config import SAMPLE_LOG
 from usagewatch.errors import UsagewatchError
 from usagewatch.parallel import Partitioner, jobs_of, partition_fields
 from usagewatch.pipeline import Evaluator
+from usagewatch.rules import RuleEngine, load_rules
 from usagewatch.rules import engine as engine_module
-from usagewatch.rules import load_rules
+from usagewatch.rules.kinds.base import WindowedKind
 from usagewatch.sources.files import FileSource
+from usagewatch.store import Store
 
 STOCK = [str(config.stock_rules_dir())]
 RECORD_START = re.compile(rb'(?m)^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d+ UTC),"([^"]*)",')
@@ -66,6 +68,19 @@ def setup(tmp_path: Path, data: bytes, rules: list[str] | None = None, chunk: in
     return config.load(path)
 
 
+def restored_windows(cfg: config.Config) -> dict[tuple[str, str], Any]:
+    """Every live window a restart restores from the store (rows + replayed log), whole."""
+    store = Store(cfg.database)
+    try:
+        engine = RuleEngine(load_rules(cfg.rules, cfg.rule_overrides))
+        engine.restore(store.windows(), store.window_log())
+    finally:
+        store.close()
+    engine.sweep()
+    return {(r.id, k): r.kind.window_of(k).to_state() for r in engine.rules  # type: ignore[attr-defined]
+            if isinstance(r.kind, WindowedKind) for k in r.kind.state_keys()}
+
+
 def store_state(cfg: config.Config) -> dict[str, Any]:
     """Everything a replay leaves in the store, without ids and wall-clock times."""
     engine = sa.create_engine(cfg.database)
@@ -78,6 +93,7 @@ def store_state(cfg: config.Config) -> dict[str, Any]:
                 "findings": rows("SELECT rule, user, fingerprint, count, distinct_values, first_seen, last_seen, "
                                  "severity, status FROM findings"),
                 "windows": rows("SELECT rule, key, state FROM rule_windows"),
+                "restored": restored_windows(cfg),
                 "cursors": rows('SELECT source, "offset", state, mark_hash, head_hash, records, bad, last_ts '
                                 "FROM checkpoints"),  # key and path: another file in each test
                 "usage": rows("SELECT * FROM usage_queries"),

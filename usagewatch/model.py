@@ -148,3 +148,38 @@ class FileCursor:
     def key(self) -> str:
         """What identifies the file across renames: device:inode (a pseudo-path for polled tables)."""
         return self.path if self.dev == 0 and self.inode == 0 else f"{self.dev}:{self.inode}"
+
+
+#: one rule's events of one batch for ``rule_window_log``: (rule id, rule logic, newest event time,
+#: entries) where entries are ``[key, ts]`` or ``[key, ts, values]`` lists, or their JSON text
+WindowLogRow = tuple[str, str, float, Any]
+
+
+@dataclass(slots=True)
+class WindowChanges:
+    """What one batch changed in the rule windows, saved in the batch's transaction.
+
+    Windowed rules are saved as an append log of the events a batch added (``log``), which a
+    restart replays; only keys whose state is more than their events (a firing key's episode, a
+    non-windowed kind's state) are saved per key (``states``). Rewriting every touched key's
+    whole window per batch cost about one row per query."""
+
+    #: (rule id, key) -> state (dict, or its JSON text); None deletes the key's row
+    states: dict[tuple[str, str], Any] = field(default_factory=dict)
+    log: list[WindowLogRow] = field(default_factory=list)
+    #: rule id -> event time before which no live key holds events: log rows whose newest event
+    #: is older can go
+    drained: dict[str, float] = field(default_factory=dict)
+    #: rule id -> the logic whose log rows stay (None: none) for rules replaced or removed by a reload
+    dropped: dict[str, str | None] = field(default_factory=dict)
+
+    def __bool__(self) -> bool:
+        return bool(self.states or self.log or self.drained or self.dropped)
+
+    def add(self, other: WindowChanges) -> None:
+        """Fold in another part of the same batch (``replay -j``: workers own disjoint keys)."""
+        self.states.update(other.states)
+        self.log.extend(other.log)
+        for rule, ts in other.drained.items():
+            self.drained[rule] = max(ts, self.drained.get(rule, ts))
+        self.dropped.update(other.dropped)

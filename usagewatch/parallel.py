@@ -342,15 +342,15 @@ class _Owners:
     def reconcile(self, parts: list[Evaluation]) -> list[Evaluation]:
         by_key = self.by_key
         for k, part in enumerate(parts):
-            for key, state in part.windows.items():
+            for key, state in part.windows.states.items():
                 if state is not None:
                     by_key[key] = k
         for k, part in enumerate(parts):
-            stale = [key for key, state in part.windows.items() if state is None and by_key.get(key, k) != k]
+            stale = [key for key, state in part.windows.states.items() if state is None and by_key.get(key, k) != k]
             for key in stale:
-                del part.windows[key]
+                del part.windows.states[key]
         for k, part in enumerate(parts):
-            for key, state in part.windows.items():
+            for key, state in part.windows.states.items():
                 if state is None and by_key.get(key) == k:
                     del by_key[key]  # gone everywhere: the others' copies drained no later than the owner's
         return parts

@@ -17,7 +17,7 @@ from typing import Callable, Iterable, Iterator
 from usagewatch.config import Config, FollowConfig, SourceConfig
 from usagewatch.errors import SourceError
 from usagewatch.metrics import Metrics
-from usagewatch.model import FindingUpdate, NormalizedEvent, QueryEvent
+from usagewatch.model import FindingUpdate, NormalizedEvent, QueryEvent, WindowChanges
 from usagewatch.normalize import Normalizer
 from usagewatch.rules import RuleEngine, load_rules
 from usagewatch.sources import Source
@@ -69,9 +69,9 @@ class Evaluation:
     windows they changed, and counters. ``replay -j N`` computes these in worker processes."""
 
     updates: list[FindingUpdate]
-    #: the changed windows' states, already JSON-encoded (None = delete): encoding is a large part
-    #: of saving, and done here it runs in ``replay -j``'s workers instead of the one saving process
-    windows: dict[tuple[str, str], str | None]
+    #: what changed in the rule windows, rows and log entries already JSON-encoded: encoding is a
+    #: large part of saving, and done here it runs in ``replay -j``'s workers, not the saving process
+    windows: WindowChanges
     unparsed: int = 0
     evaluations: dict[str, int] = field(default_factory=dict)
     #: this chunk's usage aggregates as deltas (additive, so the parts of workers add up)
@@ -81,10 +81,10 @@ class Evaluation:
     def merged(cls, parts: list[Evaluation]) -> Evaluation:
         """One chunk's evaluations from several workers, each over a disjoint share of the keys,
         as one (the saving process commits it as if one process had computed it)."""
-        out = cls([], {})
+        out = cls([], WindowChanges())
         for p in parts:
             out.updates.extend(p.updates)
-            out.windows.update(p.windows)
+            out.windows.add(p.windows)
             out.unparsed += p.unparsed
             for rule, n in p.evaluations.items():
                 out.evaluations[rule] = out.evaluations.get(rule, 0) + n
@@ -127,7 +127,9 @@ class Evaluator:
         evaluations = dict(engine.evaluations_by_rule)
         engine.evaluations_by_rule.clear()
         dumps = _STATE_JSON.encode
-        windows = {k: None if st is None else dumps(st) for k, st in engine.take_state().items()}
+        windows = engine.take_state()
+        windows.states = {k: None if st is None else dumps(st) for k, st in windows.states.items()}
+        windows.log = [(rule, logic, newest, dumps(entries)) for rule, logic, newest, entries in windows.log]
         return Evaluation(updates, windows, unparsed, evaluations,
                           usage.take() if usage is not None else None)
 
@@ -160,7 +162,7 @@ class Pipeline:
             src.load(self.store.cursors(src.name))
         # fresh kind objects: the windows in memory may hold events of a batch that was not saved
         engine = RuleEngine([replace(r, kind=type(r.kind)(r.spec, r.kind.params)) for r in self.engine.rules])
-        engine.restore(self.store.windows())
+        engine.restore(self.store.windows(), self.store.window_log())
         self.evaluator.engine = engine
 
     def step(self, chunk: Chunk) -> None:

@@ -6,6 +6,7 @@ import pytest
 
 from tests.helpers.configs import STORY_RULES
 from tests.helpers.events import run
+from tests.helpers.windows import restored, save, window_store
 from usagewatch.config import stock_rules_dir
 from usagewatch.rules import RuleEngine, load_rules
 
@@ -65,13 +66,13 @@ def test_an_episode_that_ends_and_restarts_inside_one_batch_gives_both_updates()
     assert ups[0].episode != ups[1].episode
 
 
-def test_window_state_survives_a_restart():
+def test_window_state_survives_a_restart(tmp_path):
     """70 runs before a restart plus 66 after make one episode of 136 runs (DESIGN invariant)."""
+    store = window_store(tmp_path)
     e1 = engine()
     feed(e1, [run("kim", m * 0.4, str(m)) for m in range(70)])
-    saved = [(rule, key, state) for (rule, key), state in e1.take_state().items() if state]
-    e2 = engine()
-    e2.restore(saved)
+    save(e1, store)
+    e2 = restored(store, engine().rules)
     ups = feed(e2, [run("kim", 28 + m * 0.4, str(1000 + m)) for m in range(66)])
     assert [(u.count, u.distinct_values) for u in ups if u.rule == "same-query-different-ids"] == [(136, 136)]
 
@@ -117,14 +118,18 @@ def test_reload_keeps_windows_when_only_wording_changes(tmp_path):
 
 
 def test_reload_with_changed_logic_starts_empty_and_drops_saved_windows(tmp_path):
+    store = window_store(tmp_path)
     e = RuleEngine(load_rules([_rule_file(tmp_path, 20)]))
     feed(e, [run("kim", m, str(m)) for m in range(15)])
-    saved = [(r, k, s) for (r, k), s in e.take_state().items() if s]
+    save(e, store)
+    # windows saved under the old logic are not restored into the new one after a restart
+    fresh = restored(store, load_rules([_rule_file(tmp_path, 10)]))
+    assert feed(fresh, [run("kim", 15 + m, str(200 + m)) for m in range(5)]) == []
     report = e.replace(load_rules([_rule_file(tmp_path, 10)]))
     assert report["changed"] == ["same-query-different-ids"]
-    assert all(v is None for v in e.take_state().values())  # the old windows are deleted
     assert feed(e, [run("kim", 15 + m, str(100 + m)) for m in range(5)]) == []
-    # and windows saved under the old logic are not restored into the new one after a restart
-    fresh = RuleEngine(load_rules([_rule_file(tmp_path, 10)]))
-    fresh.restore(saved)
-    assert feed(fresh, [run("kim", 15 + m, str(200 + m)) for m in range(5)]) == []
+    save(e, store)  # the old logic's saved events are deleted; the new logic's 5 runs are saved
+    assert [logic for _, logic, _ in store.window_log()] == [e.rules[0].logic]
+    again = restored(store, load_rules([_rule_file(tmp_path, 10)]))
+    ups = feed(again, [run("kim", 20 + m, str(300 + m)) for m in range(5)])
+    assert [u.count for u in ups] == [10]

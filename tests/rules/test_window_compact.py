@@ -111,16 +111,21 @@ def test_engine_restores_windows_saved_in_the_old_form() -> None:
     e1 = RuleEngine(load_rules(STORY_RULES))
     e1.updates(e1.feed_all([run("kim", m * 0.4, str(m)) for m in range(70)]))
     saved = []
-    for (rule, key), state in e1.take_state().items():
-        assert state is not None
+    for rule in e1.rules:
+        for key in rule.kind.state_keys():
+            window = rule.kind.window_of(key)  # type: ignore[attr-defined]
+            saved.append((rule.id, key, {**window.to_state(), "logic": rule.logic}))
+    e1.take_state()
+    old_form = []
+    for rule, key, state in saved:
         # the old form also carried the latest event's context in windows without an episode
         if state.get("episode") is None:
             state["episode"] = None
             state["context"] = {"user": "kim", "database": "dw", "sql": "x", "fingerprint": "fp-orders",
                                 "normalized_sql": "x", "tables": ["orders"]}
-        saved.append((rule, key, json.loads(json.dumps(state))))
+        old_form.append((rule, key, json.loads(json.dumps(state))))
     e2 = RuleEngine(load_rules(STORY_RULES))
-    e2.restore(saved)
+    e2.restore(old_form)
     ups = e2.updates(e2.feed_all([run("kim", 28 + m * 0.4, str(1000 + m)) for m in range(66)]))
     assert [(u.count, u.distinct_values) for u in ups if u.rule == "same-query-different-ids"] == [(136, 136)]
 
@@ -132,7 +137,7 @@ def test_sweep_forgets_drained_windows_and_skips_when_none_can_have_drained() ->
     e.take_state()
     kind.sweep(run("x", 60 + 10, None).event.ts.timestamp())  # an hour after a and b, 40 min after c
     assert sorted(kind.state_keys()) == ["user=c fingerprint=fp-orders"]
-    assert set(kind.take_dirty()) == {"user=a fingerprint=fp-orders", "user=b fingerprint=fp-orders"}
+    assert kind.take_dirty() == {}  # no rows to delete: their logged events drain from the log by time
     kind.sweep(run("x", 60 + 20, None).event.ts.timestamp())  # still inside c's window
     assert kind.state_keys() == ["user=c fingerprint=fp-orders"] and kind.take_dirty() == {}
 
@@ -145,11 +150,12 @@ def test_a_key_seen_once_without_values_is_kept_as_a_bare_timestamp() -> None:
     ts = run("kim", 0, "7").event.ts.timestamp()
     assert repeated.keys[key] == ts  # a float, not a window object
     assert repeated.explain() == [{"key": key, "fired": False, "runs": 1, "min_runs": 20}]
-    state = e.take_state()[("same-query-repeated", key)]
-    assert state is not None
-    assert state == {"entries": [[ts, {}]], "last_ts": ts, "logic": state["logic"]}
+    changes = e.take_state()
+    assert changes.states == {}  # no episode: the window is its logged events
+    (logged,) = [row for row in changes.log if row[0] == "same-query-repeated"]
+    assert logged[2:] == (ts, [[key, ts]])
     fresh = RuleEngine(load_rules(STORY_RULES))
-    fresh.restore([("same-query-repeated", key, json.loads(json.dumps(state)))])
+    fresh.restore([], [(logged[0], logged[1], json.loads(json.dumps(logged[3])))])
     again = next(r.kind for r in fresh.rules if r.id == "same-query-repeated")
     assert again.keys[key] == ts
     ups = fresh.updates(fresh.feed_all([run("kim", m, "7") for m in range(1, 25)]))
@@ -163,8 +169,9 @@ def test_keys_are_named_as_before() -> None:
     e = RuleEngine(load_rules(STORY_RULES))
     e.feed_all([run("kim", 0, "42")])
     digest = hashlib.blake2b(b"42", digest_size=8).hexdigest()
-    assert set(e.take_state()) == {("same-query-different-ids", "user=kim fingerprint=fp-orders"),
-                                   ("same-query-repeated", f"user=kim fingerprint=fp-orders values={digest}")}
+    logged = {(rule, entry[0]) for rule, _, _, entries in e.take_state().log for entry in entries}
+    assert logged == {("same-query-different-ids", "user=kim fingerprint=fp-orders"),
+                      ("same-query-repeated", f"user=kim fingerprint=fp-orders values={digest}")}
 
 
 def test_groups_with_one_name_share_one_window_as_when_keys_were_names() -> None:

@@ -13,6 +13,7 @@ import sqlalchemy as sa
 from tests.store.test_locks import pg_url  # noqa: F401  (fixture)
 from tests.store.test_store import update
 from usagewatch.config import RetentionConfig
+from usagewatch.model import WindowChanges
 from usagewatch.store import Batch, Store
 from usagewatch.store import deliveries as dq
 from usagewatch.store.retention import TABLES, run_retention
@@ -24,6 +25,7 @@ from usagewatch.store.tables import (
     finding_events,
     findings,
     outbox,
+    rule_window_log,
     rule_windows,
 )
 
@@ -42,7 +44,7 @@ def store(request, tmp_path) -> Iterator[Store]:
 def rows(store: Store) -> dict[str, int]:
     tables = {"findings": findings, "finding_events": finding_events, "finding_days": finding_days,
               "outbox": outbox, "deliveries": deliveries, "digest_items": digest_items, "digests": digests,
-              "rule_windows": rule_windows}
+              "rule_windows": rule_windows, "rule_window_log": rule_window_log}
     with store.engine.connect() as conn:
         return {n: int(conn.execute(sa.select(sa.func.count()).select_from(t)).scalar() or 0)
                 for n, t in tables.items()}
@@ -57,9 +59,12 @@ def day_of_work(store: Store, day: int, n: int, seq: int) -> None:
         u = update(30, key=f"user=u{i} fingerprint=d{day}")
         u.first_seen, u.last_seen = now - timedelta(hours=1), now
         ups.append(u)
-    windows: dict[tuple[str, str], dict[str, Any] | None] = {("same-query-different-ids", f"user=u{i} fingerprint=d{day}"): {"last_ts": now.timestamp()}
-               for i in range(n)}
-    result = store.commit(Batch(ups, [], windows), now=now)
+    ts = now.timestamp()
+    states: dict[tuple[str, str], dict[str, Any] | None] = {("same-query-different-ids", f"user=u{i} fingerprint=d{day}"): {"last_ts": ts}
+                                                            for i in range(n)}
+    # the day's logged events, of a rule no longer configured: nothing but retention drops them
+    log = [("gone-rule", "0" * 16, ts, [[f"user=u{i} fingerprint=d{day}", ts] for i in range(n)])]
+    result = store.commit(Batch(ups, [], WindowChanges(states, log)), now=now)
     for row in dq.unrouted(store):
         dq.route(store, row, [dq.Planned("default", "email", "pending"), dq.Planned("team", "email", "queued")], now)
     with store.engine.begin() as conn:
@@ -122,4 +127,5 @@ def test_what_goes_and_what_stays(store):
             assert conn.execute(sa.select(sa.func.count()).select_from(digest_items)
                                 .where(digest_items.c.finding_id == fid)).scalar() == 1
     assert rows(store)["rule_windows"] == 3 * 14  # windows of the last 14 days
+    assert rows(store)["rule_window_log"] == 14
     assert run_retention(store, CFG, now) == dict.fromkeys(TABLES, 0)  # nothing more to do

@@ -1,7 +1,8 @@
 """``RuleEngine``: normalized events in, finding updates out. Pure: no I/O, no wall clock.
 
-The engine also hands the store the window state of every key it touched (``take_state``) so the
-pipeline can commit it in the same transaction as the checkpoint: windows survive restarts.
+The engine also hands the store what changed in the windows (``take_state``: the events windowed
+rules added, as an append log, and the rows of firing keys) so the pipeline can commit it in the same
+transaction as the checkpoint: windows survive restarts (``restore`` replays the log).
 """
 
 from __future__ import annotations
@@ -9,8 +10,8 @@ from __future__ import annotations
 from collections import Counter
 from typing import Any, Callable, Iterable
 
-from usagewatch.model import FindingUpdate, NormalizedEvent, NormalizedQuery, QueryEvent
-from usagewatch.rules.kinds.base import ts_of
+from usagewatch.model import FindingUpdate, NormalizedEvent, NormalizedQuery, QueryEvent, WindowChanges
+from usagewatch.rules.kinds.base import WindowedKind, ts_of
 from usagewatch.rules.loader import Rule
 
 SWEEP_EVERY = 10_000  # events between sweeps of drained windows
@@ -28,6 +29,7 @@ class RuleEngine:
         self._since_sweep = 0
         self.evaluations_by_rule: Counter[str] = Counter()  # read and cleared by the pipeline's metrics
         self._forget: dict[tuple[str, str], None] = {}
+        self._dropped: dict[str, str | None] = {}
         self._plans: dict[tuple[Any, ...], Plan] = {}
 
     def replace(self, rules: list[Rule]) -> dict[str, list[str]]:
@@ -45,12 +47,14 @@ class RuleEngine:
                 r.kind = o.kind
                 report["kept"].append(r.id)
             else:
-                self._forget.update({(o.id, k): None for k in o.kind.state_keys()})
+                self._forget.update({(o.id, k): None for k in o.kind.saved_keys()})
+                self._dropped[o.id] = r.logic  # the old logic's logged events go
                 report["changed"].append(r.id)
         new_ids = {r.id for r in rules}
         for rid, o in old.items():
             if rid not in new_ids:
-                self._forget.update({(rid, k): None for k in o.kind.state_keys()})
+                self._forget.update({(rid, k): None for k in o.kind.saved_keys()})
+                self._dropped[rid] = None
                 report["removed"].append(rid)
         self.rules = rules
         self._by_id = {r.id: r for r in rules}
@@ -127,25 +131,45 @@ class RuleEngine:
         for rule in self.rules:
             rule.kind.sweep(self._max_ts)
 
-    def take_state(self) -> dict[tuple[str, str], dict[str, Any] | None]:
-        """Window state changed since the last call, keyed by (rule id, key); None = delete."""
-        out: dict[tuple[str, str], dict[str, Any] | None] = dict(self._forget)
+    def take_state(self) -> WindowChanges:
+        """What changed in the windows since the last call: per-key rows (None = delete), each
+        windowed rule's logged events, and how far each rule's logged events have drained."""
+        out = WindowChanges(dict(self._forget), dropped=dict(self._dropped))
         self._forget.clear()
+        self._dropped.clear()
+        states = out.states
         for rule in self.rules:
             logic = rule.logic
             rid = rule.id
-            for key, state in rule.kind.take_dirty().items():
+            kind = rule.kind
+            for key, state in kind.take_dirty().items():
                 if state is not None:
-                    state["logic"] = logic  # to_state() built this dict for us: no copy per window
-                out[(rid, key)] = state
+                    state["logic"] = logic  # take_dirty() built this dict for us: no copy per row
+                states[(rid, key)] = state
+            entries = kind.take_log()
+            if entries:
+                out.log.append((rid, logic, max(e[1] for e in entries), entries))
+            if isinstance(kind, WindowedKind) and self._max_ts:
+                # a live key (newest event within a window of the clock) may still hold events
+                # up to a window before its newest one: two windows back, every event is gone
+                out.drained[rid] = self._max_ts - 2 * kind.window
         return out
 
-    def restore(self, states: Iterable[tuple[str, str, dict[str, Any]]]) -> None:
-        """Load persisted windows; state of rules no longer configured, or whose matching logic
-        changed while usagewatch was stopped, is ignored (and replaced at the next commit)."""
+    def restore(self, states: Iterable[tuple[str, str, dict[str, Any]]],
+                log: Iterable[tuple[str, str, list[list[Any]]]] = ()) -> None:
+        """Load the saved rows, then replay the logged events (oldest batch first) of every rule;
+        state of rules no longer configured, or whose matching logic changed while usagewatch was
+        stopped, is ignored (and replaced or deleted by the next commits)."""
         logic = {r.id: r.logic for r in self.rules}
         for rule_id, key, state in states:
             rule = self._by_id.get(rule_id)
             if rule is not None and state.get("logic", logic[rule_id]) == logic[rule_id]:
                 rule.kind.restore(key, state)
                 self._max_ts = max(self._max_ts, state.get("last_ts", 0.0))
+        for rule_id, rule_logic, entries in log:
+            rule = self._by_id.get(rule_id)
+            if rule is not None and rule_logic == logic[rule_id] and entries:
+                rule.kind.replay_log(entries)
+                self._max_ts = max(self._max_ts, max(float(e[1]) for e in entries))
+        for rule in self.rules:
+            rule.kind.restored()

@@ -48,11 +48,12 @@ from usagewatch.store.tables import (
     finding_events,
     findings,
     outbox,
+    rule_window_log,
     rule_windows,
 )
 
 TABLES = ("findings", "finding_events", "finding_days", "outbox", "deliveries", "digest_items", "digests",
-          "rule_windows")
+          "rule_windows", "rule_window_log")
 
 
 def run_retention(store: Store, cfg: RetentionConfig, now: datetime, batch: int = 500) -> dict[str, int]:
@@ -127,8 +128,12 @@ def run_retention(store: Store, cfg: RetentionConfig, now: datetime, batch: int 
     _in_batches(engine, counts, "digests", batch, sa.select(digests.c.id).where(old_digest),
                 lambda ids: digests.delete().where(digests.c.id.in_(ids), old_digest))
 
-    # drained rule windows
+    # drained rule windows: logged events (the pipeline drops them as they drain; these are the
+    # ones of rules no longer configured) and rows of keys that stopped
     horizon = evidence_before.timestamp()
+    with engine.begin() as conn:
+        counts["rule_window_log"] += conn.execute(rule_window_log.delete().where(
+            rule_window_log.c.newest_ts < horizon)).rowcount or 0
     after: tuple[str, str] | None = None
     while True:
         with engine.begin() as conn:

@@ -7,14 +7,14 @@ import sqlite3
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
-from typing import Any, Iterator, Mapping
+from typing import Any, Iterator
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import SQLAlchemyError
 
 from usagewatch.errors import StoreError
-from usagewatch.model import FileCursor, FindingUpdate
+from usagewatch.model import FileCursor, FindingUpdate, WindowChanges
 from usagewatch.store import migrations, transitions
 from usagewatch.store import usage as usage_store
 from usagewatch.store.lifecycle import CommitResult, apply_updates
@@ -22,6 +22,7 @@ from usagewatch.store.tables import (
     checkpoints,
     findings,
     outbox,
+    rule_window_log,
     rule_windows,
     silences,
 )
@@ -38,8 +39,8 @@ class Batch:
 
     updates: list[FindingUpdate] = field(default_factory=list)
     cursors: list[FileCursor] = field(default_factory=list)
-    #: rule window states: JSON text (the pipeline encodes them) or plain dicts; None = delete
-    windows: Mapping[tuple[str, str], str | dict[str, Any] | None] = field(default_factory=dict)
+    #: what changed in the rule windows (rows and log entries as JSON text or plain data)
+    windows: WindowChanges = field(default_factory=WindowChanges)
     #: the batch's usage aggregates (deltas added to the stored rows, in the same transaction)
     usage: UsageDelta | None = None
 
@@ -110,8 +111,23 @@ class Store:
             raise StoreError(f"could not save a batch: {exc}") from None
         return result
 
-    def _save_windows(self, conn: Connection, windows: Mapping[tuple[str, str], str | dict[str, Any] | None]) -> None:
-        """Replace the state of every window the batch touched (delete + insert, in bulk)."""
+    def _save_windows(self, conn: Connection, changes: WindowChanges) -> None:
+        """Append the batch's logged window events, drop the logged events that have drained, and
+        replace the rows of keys the batch changed (delete + insert, in bulk)."""
+        if not changes:
+            return
+        log = rule_window_log.c
+        for rule, keep in changes.dropped.items():
+            gone = log.rule == rule if keep is None else (log.rule == rule) & (log.logic != keep)
+            conn.execute(rule_window_log.delete().where(gone))
+        for rule, horizon in changes.drained.items():
+            conn.execute(rule_window_log.delete().where(log.rule == rule, log.newest_ts < horizon))
+        if changes.log:
+            dumps = json.dumps
+            conn.execute(rule_window_log.insert(), [
+                {"rule": rule, "logic": logic, "newest_ts": newest, "entries": e if isinstance(e, str) else dumps(e)}
+                for rule, logic, newest, e in changes.log])
+        windows = changes.states
         if not windows:
             return
         # one primary-key DELETE per window, executemany: a row-value IN (...) is a table scan on
@@ -149,9 +165,18 @@ class Store:
                 for r in rows}
 
     def windows(self) -> Iterator[tuple[str, str, dict[str, Any]]]:
+        """The saved per-key rows (firing keys' episodes, non-windowed kinds' state)."""
         with self.engine.connect() as conn:
             for r in conn.execute(sa.select(rule_windows)):
                 yield r.rule, r.key, r.state
+
+    def window_log(self) -> Iterator[tuple[str, str, list[list[Any]]]]:
+        """The logged window events, (rule, logic, entries) per saved batch, oldest first."""
+        loads = json.loads
+        with self.engine.connect() as conn:
+            for r in conn.execute(sa.select(rule_window_log.c.rule, rule_window_log.c.logic,
+                                            rule_window_log.c.entries).order_by(rule_window_log.c.id)):
+                yield r.rule, r.logic, loads(r.entries)
 
     # --- findings ------------------------------------------------------------------------------------
     def findings(self, status: str | None = None, rule: str | None = None) -> list[dict[str, Any]]:

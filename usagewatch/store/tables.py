@@ -130,7 +130,7 @@ checkpoints = Table(
 #: bumped by every migration (usagewatch/store/migrations/versions/) that changes a table. Alembic's
 #: ``alembic_version`` decides what to upgrade; this row stays so that a release from before
 #: migrations (which compares it) refuses a database newer than itself instead of misreading it
-SCHEMA_VERSION = 7
+SCHEMA_VERSION = 8
 
 meta = Table(
     "usagewatch_meta", metadata,
@@ -167,11 +167,26 @@ silences = Table(
     Column("expires_at", UTCDateTime, nullable=False),
 )
 
+#: keys whose state is more than their events: a windowed rule's key with an episode (count and
+#: values of a firing finding), or a non-windowed kind's key (spike buckets)
 rule_windows = Table(
     "rule_windows", metadata,
     Column("rule", String(200), primary_key=True),
     Column("key", Text, primary_key=True),
     Column("state", JSON, nullable=False),
+)
+
+#: the events each commit added to a windowed rule's windows (JSON list of [key, ts] or
+#: [key, ts, values]); restoring replays them in id order. A row goes once its newest event has
+#: drained from the rule's window, so the table holds about one window of events, not one row per key
+rule_window_log = Table(
+    "rule_window_log", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("rule", String(200), nullable=False),
+    Column("logic", String(64), nullable=False),
+    Column("newest_ts", Float, nullable=False),
+    Column("entries", Text, nullable=False),
+    Index("rule_window_log_drain", "rule", "newest_ts"),
 )
 
 

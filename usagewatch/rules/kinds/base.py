@@ -54,8 +54,20 @@ class RuleKind:
         raise NotImplementedError
 
     def take_dirty(self) -> dict[str, dict[str, Any] | None]:
-        """State of every key changed since the last call (None = key gone), for the store."""
+        """Per-key state to save for every key changed since the last call (None = delete the
+        key's row), for the store. Windowed kinds save most of their state with ``take_log``."""
         return {}
+
+    def take_log(self) -> list[list[Any]]:
+        """The events added to windows since the last call, ``[key, ts]`` or ``[key, ts, values]``
+        in order: saved as an append log and replayed by ``replay_log`` on restore."""
+        return []
+
+    def replay_log(self, entries: list[list[Any]]) -> None:
+        """Re-add saved events (``take_log``'s entries) to the windows, oldest batch first."""
+
+    def restored(self) -> None:
+        """Called once after ``restore`` and ``replay_log`` have loaded everything."""
 
     def take_ended(self) -> list[FindingUpdate]:
         """Final updates of episodes that ended (the key went quiet for a window and came back)
@@ -74,8 +86,12 @@ class RuleKind:
         return []
 
     def state_keys(self) -> list[str]:
-        """Keys that have state (so a replaced rule's saved windows can be deleted)."""
+        """Keys that have state in memory (``rules test --explain``, benchmarks)."""
         return list(getattr(self, "keys", {}))
+
+    def saved_keys(self) -> list[str]:
+        """Keys that have a saved row (so a replaced rule's rows can be deleted)."""
+        return self.state_keys()
 
 
 kinds: Registry[RuleKind] = Registry("rule kind")
@@ -287,11 +303,17 @@ class KeyWindow:
 
     # persistence -------------------------------------------------------------------------------------
     def to_state(self) -> dict[str, Any]:
-        """The saved form: the one windows were first persisted in (so stores written before, and
-        releases before, read it), minus the episode and context keys of a window without an
-        episode (both read as absent = none): most saved windows are such, and a batch saves every
-        window it touched."""
-        state: dict[str, Any] = {"entries": [[ts, values] for ts, values in self.entries()], "last_ts": self.last_ts}
+        """The whole window in the form windows were first persisted in (stores written before
+        the window log hold such rows, and ``from_state`` reads them); the store now gets only
+        ``episode_state`` rows plus the log, but tests and tools compare whole windows this way."""
+        state = self.episode_state()
+        state["entries"] = [[ts, values] for ts, values in self.entries()]
+        return state
+
+    def episode_state(self) -> dict[str, Any]:
+        """What a saved row holds beside the window's logged events: the newest event time and,
+        when the key is firing, its episode and context (absent keys read as none)."""
+        state: dict[str, Any] = {"last_ts": self.last_ts}
         ep = self.episode
         if ep is not None:
             state["episode"] = ep.to_state()
@@ -417,8 +439,15 @@ class WindowedKind(RuleKind):
         #: key -> its window, or just the timestamp of a window that is one entry without values
         #: (``KeyWindow.bare``): most keys of a busy warehouse are seen once in a window
         self.keys: dict[str, KeyWindow | float] = {}
+        #: keys whose saved row (``rows``) must be rewritten or deleted at the next take
         self._dirty: set[str] = set()
         self._gone: set[str] = set()
+        #: keys that have a saved row: firing keys (episode) and windows restored from a whole-window row
+        self._rows: set[str] = set()
+        #: events added since the last ``take_log``
+        self._log: list[list[Any]] = []
+        #: episode rows restored before the log re-created their windows (see ``restored``)
+        self._pending: dict[str, dict[str, Any]] = {}
         self._ended: list[FindingUpdate] = []
         #: no window's last_ts is older than this (a lower bound): a sweep before it has nothing to do
         self._oldest = float("inf")
@@ -469,14 +498,16 @@ class WindowedKind(RuleKind):
                 self._ended.append(ended)
         values = self.values(ne)
         w.add(ts, values, self.window)
-        self._dirty.add(key)
-        self._gone.discard(key)
+        self._log.append([key, ts, values] if values else [key, ts])
         ep = w.episode
         if ep is None:
             if not self.holds(w):
                 bare = w.bare()
                 keys[key] = w if bare is None else bare
+                if key in self._rows:  # its episode ended: the row goes
+                    self._dirty.add(key)
                 return None
+            self._dirty.add(key)
             keys[key] = w
             first_ts = w.first_ts()
             ep = w.episode = Episode(f"{dt_of(first_ts).isoformat()}", first_ts)
@@ -484,6 +515,7 @@ class WindowedKind(RuleKind):
                 ep.add(vals)
         else:
             ep.add(values)
+            self._dirty.add(key)
         ev = ne.event
         ep.context = {"user": ev.user, "database": ev.database, "sql": ev.sql,
                       "fingerprint": ne.query.fingerprint, "normalized_sql": ne.query.normalized_sql,
@@ -526,22 +558,81 @@ class WindowedKind(RuleKind):
         return out
 
     def take_dirty(self) -> dict[str, dict[str, Any] | None]:
+        """Rows of firing keys touched since the last call, and deletions of rows whose key
+        stopped firing or was swept; every other key is saved by its events (``take_log``)."""
         keys = self.keys
+        rows = self._rows
         out: dict[str, dict[str, Any] | None] = {}
+        for k in self._gone:
+            if k in rows:
+                rows.discard(k)
+                out[k] = None
         for k in self._dirty:
-            w = keys[k]
-            out[k] = w.to_state() if isinstance(w, KeyWindow) else KeyWindow.of_bare(w).to_state()
-        out.update({k: None for k in self._gone})
+            w = keys.get(k)
+            if isinstance(w, KeyWindow) and w.episode is not None:
+                out[k] = w.episode_state()
+                rows.add(k)
+            elif k in rows:
+                rows.discard(k)
+                out[k] = None
         self._dirty.clear()
         self._gone.clear()
         return out
 
+    def take_log(self) -> list[list[Any]]:
+        out, self._log = self._log, []
+        return out
+
+    def saved_keys(self) -> list[str]:
+        return list(self._rows)
+
     def restore(self, key: str, state: dict[str, Any]) -> None:
+        """A saved row: a whole window (written before the window log), or a firing key's episode,
+        attached once the log has re-created the key's window (``restored``)."""
+        self._rows.add(key)
+        if "entries" not in state:
+            self._pending[key] = state
+            return
         w = KeyWindow.from_state(state)
         bare = w.bare()
         self.keys[key] = w if bare is None else bare
         if w.last_ts < self._oldest:
             self._oldest = w.last_ts
+
+    def replay_log(self, entries: list[list[Any]]) -> None:
+        keys = self.keys
+        window = self.window
+        for entry in entries:
+            key, ts = entry[0], float(entry[1])
+            found = keys.get(key)
+            if found is None:
+                w = KeyWindow()
+                if ts < self._oldest:
+                    self._oldest = ts
+            elif found.__class__ is float:
+                w = KeyWindow.of_bare(found)  # type: ignore[arg-type]
+            else:
+                w = found  # type: ignore[assignment]
+            w.add(ts, entry[2] if len(entry) > 2 else {}, window)
+            bare = w.bare()
+            keys[key] = w if bare is None else bare
+
+    def restored(self) -> None:
+        """Attach the restored episodes to their windows. An episode whose window the log no
+        longer has (its events drained before the restart) is over: its row is deleted."""
+        for key, state in self._pending.items():
+            w = self.window_of(key)
+            ep = state.get("episode")
+            if w is None or not len(w) or not ep:
+                self._gone.add(key)
+                if w is not None and not len(w):
+                    del self.keys[key]
+                continue
+            w.episode = Episode.from_state(ep)
+            w.episode.context = state.get("context", {})
+            w.last_ts = max(w.last_ts, float(state.get("last_ts", w.last_ts)))
+            self.keys[key] = w
+        self._pending.clear()
 
     def sweep(self, now: float) -> None:
         """Forget keys whose window drained before ``now``, except firing keys touched since the

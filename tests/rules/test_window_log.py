@@ -1,0 +1,117 @@
+"""Rule windows saved as an append log of events (plus rows for firing keys): a restart anywhere
+restores the windows a never-stopped engine holds, and the saved log stays about two windows long."""
+
+from __future__ import annotations
+
+import random
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+
+from tests.helpers.configs import STORY_RULES
+from tests.helpers.events import run
+from tests.helpers.windows import restored, save, window_store
+from usagewatch.model import NormalizedEvent
+from usagewatch.rules import RuleEngine, load_rules
+from usagewatch.rules.kinds.base import WindowedKind
+from usagewatch.store.tables import rule_window_log, rule_windows
+
+
+def workload(seed: int, n: int = 3000) -> list[NormalizedEvent]:
+    """Bursts of one user re-running one shape with new or repeated values, quiet gaps longer
+    than the one-hour window (episodes end and start again), over about eight hours."""
+    rnd = random.Random(seed)
+    out = []
+    minute = 0.0
+    for _ in range(n):
+        minute += rnd.choice([0.05, 0.1, 0.5, 1.0]) if rnd.random() > 0.01 else 70
+        user = rnd.choice(["kim", "lee", "ann"])
+        value = str(rnd.randrange(40)) if rnd.random() < 0.7 else "7"
+        out.append(run(user, minute, value, fingerprint=rnd.choice(["fp-orders", "fp-lines"])))
+    return out
+
+
+def live_windows(engine: RuleEngine) -> dict[tuple[str, str], dict[str, Any]]:
+    """Every window still inside its rule's window of the engine's clock, whole (events + episode)."""
+    out = {}
+    for rule in engine.rules:
+        kind = rule.kind
+        assert isinstance(kind, WindowedKind)
+        horizon = engine._max_ts - kind.window
+        for key in kind.state_keys():
+            w = kind.window_of(key)
+            assert w is not None
+            if w.last_ts >= horizon:
+                out[(rule.id, key)] = w.to_state()
+    return out
+
+
+def findings(updates: dict[tuple[str, str, str], int], engine: RuleEngine, events: list[NormalizedEvent]) -> None:
+    """Feed ``events`` and keep the latest count of every (rule, key, episode)."""
+    for u in engine.updates(engine.feed_all(events)):
+        updates[(u.rule, u.key, u.episode)] = u.count
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_a_restart_anywhere_restores_the_windows_and_the_findings(tmp_path, seed):
+    events = workload(seed)
+    rules = load_rules(STORY_RULES)
+    store = window_store(tmp_path)
+    never_stopped = RuleEngine(rules)
+    expected: dict[tuple[str, str, str], int] = {}
+    findings(expected, never_stopped, events)
+
+    rnd = random.Random(seed)
+    cuts = sorted(rnd.sample(range(1, len(events)), 12))
+    engine = RuleEngine(load_rules(STORY_RULES))
+    got: dict[tuple[str, str, str], int] = {}
+    restarts = 0
+    for i, (a, b) in enumerate(zip([0, *cuts], [*cuts, len(events)], strict=True)):
+        findings(got, engine, events[a:b])
+        save(engine, store)
+        if i % 3 == 2:  # a restart after every third batch
+            before = live_windows(engine)
+            engine = restored(store, load_rules(STORY_RULES))
+            assert live_windows(engine) == before
+            restarts += 1
+    assert restarts >= 3 and got == expected
+    assert any(count >= 20 for count in expected.values())  # episodes did fire (and end, and start again)
+
+
+def test_the_saved_log_holds_about_two_windows_of_events(tmp_path):
+    """Eight hours of events, saved every 100: rows whose events have all drained are deleted, so the
+    log covers the last two windows (one hour each here), not the whole run."""
+    events = workload(4, n=6000)
+    store = window_store(tmp_path)
+    engine = RuleEngine(load_rules(STORY_RULES))
+    for a in range(0, len(events), 100):
+        engine.updates(engine.feed_all(events[a:a + 100]))
+        save(engine, store)
+    newest = events[-1].event.ts.timestamp()
+    with store.engine.connect() as conn:
+        oldest_kept = conn.execute(sa.select(sa.func.min(rule_window_log.c.newest_ts))).scalar()
+        logged = conn.execute(sa.select(sa.func.count()).select_from(rule_window_log)).scalar()
+        rows = conn.execute(sa.select(sa.func.count()).select_from(rule_windows)).scalar()
+    span_hours = (newest - events[0].event.ts.timestamp()) / 3600
+    assert span_hours > 6
+    assert newest - oldest_kept <= 2 * 3600 + 600  # two windows, give or take one batch
+    assert logged < len(range(0, len(events), 100)) * 2 / 2  # fewer than half the batches' rows remain
+    assert rows <= 6  # rows only for firing keys: 3 users x 2 shapes at most for the varying rule
+
+
+def test_a_firing_key_whose_events_drained_while_stopped_is_dropped_on_restore(tmp_path):
+    """The row of an episode whose events have all left the saved log (deleted by a later batch's
+    clock) is deleted at the next save instead of restoring an episode without a window."""
+    store = window_store(tmp_path)
+    engine = RuleEngine(load_rules(STORY_RULES))
+    engine.updates(engine.feed_all([run("kim", m, str(m)) for m in range(25)]))
+    save(engine, store)
+    engine.updates(engine.feed_all([run("lee", 400 + m, str(m)) for m in range(3)]))  # hours later
+    save(engine, store)  # drops kim's logged events (two windows back); kim's row stays (not swept yet)
+    again = restored(store, load_rules(STORY_RULES))
+    assert "user=kim fingerprint=fp-orders" not in again.rules[0].kind.state_keys()
+    save(again, store)
+    with store.engine.connect() as conn:
+        keys = [r.key for r in conn.execute(sa.select(rule_windows.c.key))]
+    assert "user=kim fingerprint=fp-orders" not in keys

@@ -25,7 +25,7 @@ from sqlglot.dialects.dialect import Dialect, Dialects
 
 from usagewatch.model import Literal, NormalizedQuery
 from usagewatch.normalize.cache import UNCACHEABLE, Entry, ShapeCache, build_entry, fill
-from usagewatch.normalize.scan import Scan, Scanner, fallback, join_values
+from usagewatch.normalize.scan import Scanner, Value, bare, fallback, join_values
 from usagewatch.normalize.shape import build
 from usagewatch.normalize.traits import TRAITS, resolve
 from usagewatch.registry import did_you_mean
@@ -37,6 +37,10 @@ logging.getLogger("sqlglot").setLevel(logging.ERROR)
 __all__ = ["TRAITS", "Normalizer", "NormalizerStats", "known_dialects"]
 
 _UNPARSED = object()
+
+
+def _strs(params: tuple[object, ...]) -> tuple[str | None, ...]:
+    return tuple([None if p is None else str(p) for p in params])
 
 
 def known_dialects() -> list[str]:
@@ -90,30 +94,34 @@ class Normalizer:
         """The NormalizedQuery of ``sql``; ``params[0]`` is the value of ``$1`` (or the first ``?``)."""
         if not isinstance(sql, str):
             sql = "" if sql is None else str(sql)
-        params = tuple(None if p is None else str(p) for p in params)
+        if params.__class__ is not tuple:
+            params = tuple(params)
         stats = self._stats
         try:
-            scan = self._scanner.scan(sql)
+            key, items, safe = self._scanner.quick(sql)
         except Exception:  # pragma: no cover - a regex over a str; belt and braces
-            scan = Scan(" ".join(sql.split()), [], False)
-        entry = self._cache.get(scan.key) if scan.safe else UNCACHEABLE
-        if entry is _UNPARSED:
-            stats.hits += 1
-            return self._unparsed(scan, params)
-        if isinstance(entry, Entry):
-            query = fill(entry, scan, params)
+            key, items, safe = " ".join(sql.split()), [], False
+        entry = self._cache.get(key) if safe else UNCACHEABLE
+        if entry.__class__ is Entry:
+            try:
+                query = fill(entry, items, params)  # type: ignore[arg-type]
+            except Exception:  # a text the key cannot tell apart from the cached shape: parse it
+                query = None
             if query is not None:
                 stats.hits += 1
                 return query
             stats.uncached += 1
-            return self._parse(sql, scan, params, store=False)
+            return self._parse(sql, key, items, _strs(params), store=False)
+        if entry is _UNPARSED:
+            stats.hits += 1
+            return self._unparsed(key, items, _strs(params))
         if entry is None:
             stats.misses += 1
-            return self._parse(sql, scan, params, store=True)
+            return self._parse(sql, key, items, _strs(params), store=True)
         stats.uncached += 1
-        return self._parse(sql, scan, params, store=False)
+        return self._parse(sql, key, items, _strs(params), store=False)
 
-    def _parse(self, sql: str, scan: Scan, params: tuple[str | None, ...], store: bool) -> NormalizedQuery:
+    def _parse(self, sql: str, key: str, items: list[Value], params: tuple[str | None, ...], store: bool) -> NormalizedQuery:
         try:
             statements = [s for s in self._dialect.parse(sql) if s is not None]
             if not statements or any(isinstance(s, exp.Command) for s in statements):
@@ -123,13 +131,15 @@ class Normalizer:
             if sql.strip():
                 self._stats.parse_errors += 1
             if store:
-                self._cache.put(scan.key, _UNPARSED)
-            return self._unparsed(scan, params)
+                self._cache.put(key, _UNPARSED)
+            return self._unparsed(key, items, params)
         if store:
             try:
-                self._cache.put(scan.key, build_entry(shape, scan))
+                scan = self._scanner.scan(sql)  # the same items, with the offsets build_entry matches
+                same = scan.key == key and bare(scan.items) == items
+                self._cache.put(key, build_entry(shape, scan) if same else UNCACHEABLE)
             except Exception:  # a mapping bug must cost speed, never a wrong or missing answer
-                self._cache.put(scan.key, UNCACHEABLE)
+                self._cache.put(key, UNCACHEABLE)
         literals = tuple(
             Literal(i, join_values([m.value for m in slot.members]) if slot.is_list else slot.members[0].value, slot.column)
             for i, slot in enumerate(shape.slots)
@@ -138,8 +148,8 @@ class Normalizer:
                                resolve(shape.traits, shape.checks, literals), shape.expressions, shape.in_list_max(),
                                shape.unfiltered)
 
-    def _unparsed(self, scan: Scan, params: tuple[str | None, ...]) -> NormalizedQuery:
+    def _unparsed(self, key: str, items: list[Value], params: tuple[str | None, ...]) -> NormalizedQuery:
         self._stats.unparsed += 1
-        fingerprint, text, kind, literals = fallback(scan, params)
+        fingerprint, text, kind, literals = fallback(key, items, params)
         return NormalizedQuery(fingerprint, text, kind, (), literals, False)
 

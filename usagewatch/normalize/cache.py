@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from typing import Sequence
 
 from usagewatch.model import Literal, NormalizedQuery
-from usagewatch.normalize.scan import Item, Scan, join_values
+from usagewatch.normalize.scan import Scan, Value, join_values
 from usagewatch.normalize.shape import Shape
 from usagewatch.normalize.traits import resolve
 
@@ -38,78 +38,110 @@ UNCACHEABLE = object()
 
 @dataclass(slots=True, frozen=True)
 class Entry:
-    """One cached shape: a template NormalizedQuery minus literals, and how to fill them.
+    """One cached shape: a template NormalizedQuery minus literals, and how to fill them from the
+    values of ``Scanner.quick`` (items by index: an atom's value, or a group's rows of values).
 
     The traits, expression types and unfiltered tables are the shape's (computed once at parse time);
-    ``checks`` are the traits a slot's value decides, and ``in_list_max`` is ``in_list_fixed`` or the
+    ``checks`` are the traits a slot's value decides, and ``in_list_max`` is ``in_list_base`` or the
     member count of the longest IN-list slot as filled, so it follows the length of the list scanned.
+
+    The slot recipes are sorted by how a slot gets its value, one tuple per way, each member ending in
+    (column, slot number), so a hit runs a few tight loops and no per-slot dispatch: ``atoms``
+    (item, neg, ...), ``params`` (bind index, ...), ``lists`` (item, counts for in_list_max, ...): a
+    whole one-row group, ``columns`` (item, col, ...): one column of multi-row VALUES, ``cells``
+    (item, row, col, ...): one value of a group whose arity is structure, ``mixed`` (refs, ...): a list
+    slot made of several refs, and ``consts``: ready Literals (a value the parse decided).
     """
 
     fingerprint: str
     normalized_sql: str
     kind: str
     tables: tuple[str, ...]
-    parsed: bool
-    recipes: tuple[tuple[tuple[Ref, ...], bool, str | None, bool], ...]  # (members, is_list, column, in_list)
-    fixed: tuple[tuple[int, int, int, str], ...]  # (item, row, col, value) that must match exactly
-    groups: tuple[tuple[int, str, int], ...]  # (item, "in" | "values" | "exact", width or exact code)
+    size: int  # number of slots
+    atoms: tuple[tuple[int, bool, str | None, int], ...]
+    params: tuple[tuple[int, str | None, int], ...]
+    lists: tuple[tuple[int, bool, str | None, int], ...]
+    columns: tuple[tuple[int, int, str | None, int], ...]
+    cells: tuple[tuple[int, int, int, str | None, int], ...]
+    mixed: tuple[tuple[tuple[Ref, ...], str | None, int], ...]
+    consts: tuple[Literal, ...]
+    # constraints on the scanned values, checked before anything is built
+    one_row: tuple[int, ...]  # groups that must have exactly one row (an IN list of any length)
+    widths: tuple[tuple[int, int], ...]  # (item, width): multi-row VALUES, every row this wide
+    exact: tuple[tuple[int, tuple[int, ...]], ...]  # (item, row widths): a group whose arity is structure
+    fixed: tuple[tuple[int, str], ...]  # (item, value): an atom whose value decides the tree
+    fixed_cells: tuple[tuple[int, int, int, str], ...]  # (item, row, col, value): the same in a group
     traits: frozenset[str] = frozenset()
     checks: tuple[tuple[str, int, str], ...] = ()
     expressions: frozenset[str] = frozenset()
     unfiltered: tuple[str, ...] = ()
-    in_list_fixed: int = 0
+    in_list_base: int = 0  # in_list_fixed and the member count of fixed-length IN-list slots
 
 
-def _value(items: list[Item], ref: Ref, params: Sequence[str | None]) -> str | None:
+def _param(params: Sequence[str | None], index: int) -> str | None:
+    value = params[index] if index < len(params) else None
+    return value if value is None or value.__class__ is str else str(value)
+
+
+def _ref_value(items: Sequence[Value], ref: Ref, params: Sequence[str | None]) -> str | None:
     tag = ref[0]
     if tag == "a":
         item = items[ref[1]]
-        v = item[1] if ref[2] < 0 else item[ref[2]][ref[3]][1]  # type: ignore[index]
+        v: str = item if ref[2] < 0 else item[ref[2]][ref[3]]  # type: ignore[assignment,index]
         return "-" + v if ref[4] else v
     if tag == "p":
-        return params[ref[1]] if 0 <= ref[1] < len(params) else None
-    return ref[1]
+        return _param(params, ref[1]) if ref[1] >= 0 else None
+    return ref[1]  # type: ignore[no-any-return]
 
 
-def _exact_code(group: list) -> int:
-    return hash(tuple(len(r) for r in group))
-
-
-def fill(entry: Entry, scan: Scan, params: Sequence[str | None]) -> NormalizedQuery | None:
-    """The NormalizedQuery of ``scan``'s text from a cached entry, or None if a constraint does not hold."""
-    items = scan.items
-    for i, kind, width in entry.groups:
-        group = items[i]
-        if kind == "in":
-            if len(group) != 1:
+def fill(entry: Entry, items: Sequence[Value], params: Sequence[str | None]) -> NormalizedQuery | None:
+    """The NormalizedQuery of a text with ``quick`` values ``items`` (and bind ``params``) from a cached
+    entry, or None if a constraint does not hold."""
+    for i in entry.one_row:
+        if len(items[i]) != 1:
+            return None
+    for i, width in entry.widths:
+        for row in items[i]:
+            if len(row) != width:
                 return None
-        elif kind == "values":
-            for row in group:
-                if len(row) != width:  # type: ignore[arg-type]
-                    return None
-        elif _exact_code(group) != width:  # type: ignore[arg-type]
+    for i, widths in entry.exact:
+        if tuple(map(len, items[i])) != widths:
             return None
-    for i, r, c, value in entry.fixed:
-        item = items[i]
-        if (item[1] if r < 0 else item[r][c][1]) != value:  # type: ignore[index]
+    for i, fixed in entry.fixed:
+        if items[i] != fixed:
             return None
-    out = []
-    in_max = entry.in_list_fixed
-    for slot, (refs, is_list, column, in_list) in enumerate(entry.recipes):
-        values: list[str | None] = []
-        for ref in refs:
-            if ref[0] == "g":
-                values.extend(v for _, v in items[ref[1]][0])  # type: ignore[index]
-            elif ref[0] == "v":
-                values.extend(row[ref[2]][1] for row in items[ref[1]])  # type: ignore[union-attr]
-            else:
-                values.append(_value(items, ref, params))
-        if in_list and len(values) > in_max:
-            in_max = len(values)
-        out.append(Literal(slot, join_values(values) if is_list else values[0], column))
-    literals = tuple(out)
+    for i, r, c, fixed in entry.fixed_cells:
+        if items[i][r][c] != fixed:  # type: ignore[index]
+            return None
+    out: list[Literal | None] = [None] * entry.size
+    for i, neg, column, slot in entry.atoms:
+        out[slot] = Literal(slot, "-" + items[i] if neg else items[i], column)  # type: ignore[operator,arg-type]
+    n = len(params)
+    for i, column, slot in entry.params:
+        value = params[i] if i < n else None
+        if value is not None and value.__class__ is not str:
+            value = str(value)
+        out[slot] = Literal(slot, value, column)
+    in_max = entry.in_list_base
+    for i, in_list, column, slot in entry.lists:
+        values = items[i][0]
+        k = len(values)
+        if in_list and k > in_max:
+            in_max = k
+        out[slot] = Literal(slot, values[0] if k == 1 else ",".join(values), column)  # type: ignore[arg-type]
+    for i, c, column, slot in entry.columns:
+        group = items[i]
+        out[slot] = Literal(slot, group[0][c] if len(group) == 1 else ",".join([row[c] for row in group]), column)  # type: ignore[index,misc]
+    for i, r, c, column, slot in entry.cells:
+        out[slot] = Literal(slot, items[i][r][c], column)  # type: ignore[index,arg-type]
+    for refs, column, slot in entry.mixed:
+        out[slot] = Literal(slot, join_values([_ref_value(items, ref, params) for ref in refs]), column)
+    for lit in entry.consts:
+        out[lit.slot] = lit
+    literals: tuple[Literal, ...] = tuple(out)  # type: ignore[arg-type]
+    traits = entry.traits if not entry.checks else resolve(entry.traits, entry.checks, literals)
     return NormalizedQuery(entry.fingerprint, entry.normalized_sql, entry.kind, entry.tables, literals, True,
-                           resolve(entry.traits, entry.checks, literals), entry.expressions, in_max, entry.unfiltered)
+                           traits, entry.expressions, in_max, entry.unfiltered)
 
 
 def build_entry(shape: Shape, scan: Scan) -> Entry | object:
@@ -126,7 +158,7 @@ def build_entry(shape: Shape, scan: Scan) -> Entry | object:
                     where[start] = (i, r, c)
     used: set[tuple[int, int, int]] = set()
     group_use: dict[int, tuple[str, int]] = {}
-    recipes = []
+    recipes: list[tuple[tuple[Ref, ...], bool, str | None, bool]] = []
     for slot in shape.slots:
         refs: list[Ref] = []
         for m in slot.members:
@@ -153,8 +185,8 @@ def build_entry(shape: Shape, scan: Scan) -> Entry | object:
                 return UNCACHEABLE
         refs = _collapse_groups(slot, refs, scan, group_use)
         recipes.append((tuple(refs), slot.is_list, slot.column, slot.in_list))
-    fixed = []
-    groups = []
+    fixed: list[tuple[int, int, int, str]] = []
+    groups: list[tuple[int, str, object]] = []
     for i, item in enumerate(scan.items):
         if isinstance(item, tuple):
             if (i, -1, -1) not in used:
@@ -166,14 +198,51 @@ def build_entry(shape: Shape, scan: Scan) -> Entry | object:
                 return UNCACHEABLE  # only some columns collapsed: row count would not be free
             groups.append((i, kind, width))
             continue
-        groups.append((i, "exact", _exact_code(item)))
+        groups.append((i, "exact", tuple(len(r) for r in item)))
         for r, row in enumerate(item):
             for c, (_, value) in enumerate(row):
                 if (i, r, c) not in used:
                     fixed.append((i, r, c, value))
-    return Entry(shape.fingerprint, shape.normalized_sql, shape.kind, shape.tables, True,
-                 tuple(recipes), tuple(fixed), tuple(groups), shape.traits, shape.checks, shape.expressions,
-                 shape.unfiltered, shape.in_list_fixed)
+    return _compile(shape, recipes, fixed, groups)
+
+
+def _compile(shape: Shape, recipes: list[tuple[tuple[Ref, ...], bool, str | None, bool]],
+             fixed: list[tuple[int, int, int, str]], groups: list[tuple[int, str, object]]) -> Entry:
+    """Sort the slot recipes by how each slot gets its value (see ``Entry``)."""
+    atoms, params, lists, columns, cells, mixed, consts = [], [], [], [], [], [], []
+    in_base = shape.in_list_fixed
+    for slot, (refs, _, column, in_list) in enumerate(recipes):
+        ref = refs[0]
+        if len(refs) == 1 and ref[0] == "g":
+            lists.append((ref[1], in_list, column, slot))
+            continue
+        if len(refs) == 1 and ref[0] == "v":
+            columns.append((ref[1], ref[2], column, slot))
+            continue
+        if in_list:  # a fixed number of members (groups only ever come as the one ref of a slot)
+            in_base = max(in_base, len(refs))
+        if len(refs) > 1:
+            mixed.append((refs, column, slot))
+        elif ref[0] == "a" and ref[2] < 0:
+            atoms.append((ref[1], ref[4], column, slot))
+        elif ref[0] == "a":
+            cells.append((ref[1], ref[2], ref[3], column, slot))
+        elif ref[0] == "p" and ref[1] >= 0:
+            params.append((ref[1], column, slot))
+        elif ref[0] == "p":
+            consts.append(Literal(slot, None, column))
+        else:
+            consts.append(Literal(slot, ref[1], column))
+    return Entry(
+        shape.fingerprint, shape.normalized_sql, shape.kind, shape.tables, len(recipes),
+        tuple(atoms), tuple(params), tuple(lists), tuple(columns), tuple(cells), tuple(mixed), tuple(consts),
+        tuple(i for i, kind, _ in groups if kind == "in"),
+        tuple((i, width) for i, kind, width in groups if kind == "values"),  # type: ignore[misc]
+        tuple((i, code) for i, kind, code in groups if kind == "exact"),  # type: ignore[misc]
+        tuple((i, value) for i, r, _, value in fixed if r < 0),
+        tuple(f for f in fixed if f[1] >= 0),
+        shape.traits, shape.checks, shape.expressions, shape.unfiltered, in_base,
+    )
 
 
 def _collapse_groups(slot: object, refs: list[Ref], scan: Scan, group_use: dict[int, tuple[str, int]]) -> list[Ref]:

@@ -21,6 +21,11 @@ everything else verbatim in the key (``1e5x``, ``0x1F``, ``$1``, ``E'..'`` prefi
 refuses to produce a usable key at all (``Scan.safe`` False -> parse every time) when the text holds
 constructs whose quoting rules a regex cannot follow reliably: backslashes (escape rules differ per
 dialect and setting), dollar-quoted strings and triple-quoted strings.
+
+Two entry points share the one regex, so they always give the same key and the same items in the same
+order: ``Scanner.quick`` (every call: the key and the bare values, no offsets; a group's values come
+from one ``findall`` instead of one Python step per value) and ``Scanner.scan`` (only when a new shape
+is stored: every value with its character offset, which ``cache.build_entry`` matches to the parse).
 """
 
 from __future__ import annotations
@@ -40,9 +45,12 @@ GROUP_MARK = "\x03"
 Atom = tuple[int, str]
 Group = list[list[Atom]]
 Item = Atom | Group
+# ``quick`` items: the same without offsets, an atom's value or a group's rows of values.
+Value = str | list[list[str]]
 
 _NUM = r"\d+(?:\.\d+)?(?:[eE][+-]?\d+)?"
 _UNSAFE = re.compile(r"\\|\$[A-Za-z_]*\$|'''|\"\"\"")
+_DOLLAR_QUOTE = re.compile(r"\$[A-Za-z_]*\$")
 _WORD = re.compile(r"\"(?:[^\"]|\"\")*\"|`[^`]*`|[A-Za-z_][\w$]*")
 _PARAM = re.compile(r"\$(\d+)")
 
@@ -76,22 +84,39 @@ class Scanner:
         str_quotes = [q for q in quotes if len(q) == 1]
         id_quotes = [q for q in identifiers if len(q) == 1 and q not in str_quotes]
         string = "|".join(_quote_re(q, q in escapes) for q in str_quotes) or r"(?!x)x"
-        ident = "|".join(_quote_re(q) for q in id_quotes) or r"(?!x)x"
         line_comments = sorted({c for c in comments if c not in ("/*",)}, key=len, reverse=True)
-        comment = "|".join([re.escape(c) + r"[^\n]*" for c in line_comments] + [r"/\*(?!\+).*?\*/"])
         atom = rf"(?:-?{_NUM}|{string})"
         row = rf"\(\s*{atom}(?:\s*,\s*{atom})*\s*\)"
         self._strings = str_quotes
-        # A one-character lookahead first: Python's re tries every alternative at every position, and
-        # rejecting the (many) positions that cannot start a token with one class test is ~4x faster.
+        # Every token (c: comment, g: group of rows, s: string, i: quoted identifier, n: number) starts
+        # with one of a few characters. The pattern consumes that character first, with one class, and
+        # each alternative then checks (lookbehind) which one it was before matching the rest; an empty
+        # group at the end of each alternative names the token kind (``lastgroup``). Leading with a
+        # plain class lets the regex engine skip the (many) characters that cannot start a token in its
+        # own fast loop instead of trying the alternatives there: ~2.4x faster than a lookahead
+        # ``(?=[...])`` in front of whole-token alternatives, with the same matches
+        # (``tests/normalize/test_scan.py`` checks it against that plainer form).
         starts = {c[0] for c in line_comments} | {"/", "("} | set(str_quotes) | set(id_quotes)
         first = "".join(re.escape(c) for c in sorted(starts)) + "0-9"
+
+        def after(c: str) -> str:
+            return f"(?<={re.escape(c)})"
+
+        comment_rest = "|".join([after(c[0]) + re.escape(c[1:]) + r"[^\n]*" for c in line_comments]
+                                + [after("/") + r"\*(?!\+).*?\*/"])
+        string_rest = "|".join(after(q) + _quote_re(q, q in escapes)[len(re.escape(q)):] for q in str_quotes) or r"(?!x)x"
+        ident_rest = "|".join(after(q) + _quote_re(q)[len(re.escape(q)):] for q in id_quotes) or r"(?!x)x"
+        row_rest = rf"\s*{atom}(?:\s*,\s*{atom})*\s*\)"
         self._main = re.compile(
-            rf"(?=[{first}])(?:(?P<c>{comment})|(?P<g>{row}(?:\s*,\s*{row})*)|(?P<s>{string})|(?P<i>{ident})"
-            rf"|(?P<n>(?<![\w$.]){_NUM}(?![\w.])))",
+            rf"[{first}](?:(?:{comment_rest})(?P<c>)|{after('(')}{row_rest}(?:\s*,\s*{row})*(?P<g>)"
+            rf"|(?:{string_rest})(?P<s>)|(?:{ident_rest})(?P<i>)"
+            rf"|(?<![\w$.][0-9])(?<=[0-9])\d*(?:\.\d+)?(?:[eE][+-]?\d+)?(?![\w.])(?P<n>))",
             re.S,
         )
         self._inner = re.compile(rf"(?P<o>\()|(?P<m>-?)(?P<n>{_NUM})|(?P<s>{string})")
+        # the same tokens as ``_inner`` as bare strings: "(" opens a row, a string keeps its quotes
+        self._tokens = re.compile(rf"\(|-?{_NUM}|{string}")
+        self._quote_chars = "".join(str_quotes)
 
     @classmethod
     def for_tokenizer(cls, tokenizer: type) -> Scanner:
@@ -143,6 +168,65 @@ class Scanner:
         key = " ".join(self._main.sub(repl, sql).split())
         return Scan(key, items, _UNSAFE.search(sql) is None)
 
+    def _rows(self, text: str) -> list[list[str]]:
+        """A group's rows of values (as ``_group`` gives them, without the offsets)."""
+        tokens = self._tokens.findall(text)
+        quotes = self._quote_chars
+        if tokens.count("(") == 1:  # one row, the common IN list: tokens[0] is its "("
+            del tokens[0]
+            if len(quotes) == 1:
+                if quotes in text:
+                    pair = quotes + quotes
+                    tokens = [t[1:-1].replace(pair, quotes) if t[0] == quotes else t for t in tokens]
+            elif any(q in text for q in quotes):
+                tokens = [t[1:-1].replace(t[0] + t[0], t[0]) if t[0] in quotes else t for t in tokens]
+            return [tokens]
+        rows: list[list[str]] = []
+        row: list[str] = []
+        for t in tokens:
+            if t == "(":
+                row = []
+                rows.append(row)
+            elif t[0] in quotes:
+                row.append(t[1:-1].replace(t[0] + t[0], t[0]))
+            else:
+                row.append(t)
+        return rows
+
+    def quick(self, sql: str) -> tuple[str, list[Value], bool]:
+        """``scan`` without the offsets: (key, values, safe), the key and the item order exactly
+        ``scan``'s. What every ``normalize`` call runs, so it is kept lean."""
+        values: list[Value] = []
+        append = values.append
+        rows = self._rows
+
+        def repl(m: re.Match[str]) -> str:
+            kind = m.lastgroup
+            if kind == "n":
+                append(m[0])
+                return NUM_MARK
+            if kind == "s":
+                text = m[0]
+                q = text[0]
+                append(text[1:-1].replace(q + q, q))
+                return STR_MARK
+            if kind == "g":
+                append(rows(m[0]))
+                return GROUP_MARK
+            if kind == "c":
+                return " "
+            text = m[0]  # quoted identifier, as in ``scan``
+            return re.sub(r"\s", lambda w: f"\x00{ord(w.group())}\x00", text) if " " in text or "\t" in text or "\n" in text else text
+
+        key = " ".join(self._main.sub(repl, sql).split())
+        safe = "\\" not in sql and "'''" not in sql and '"""' not in sql and ("$" not in sql or _DOLLAR_QUOTE.search(sql) is None)
+        return key, values, safe
+
+
+def bare(items: Sequence[Item]) -> list[Value]:
+    """``scan`` items without their offsets: what ``quick`` gives for the same text."""
+    return [item[1] if isinstance(item, tuple) else [[v for _, v in row] for row in item] for item in items]
+
 
 def digest(text: str) -> str:
     """A short hex fingerprint of ``text``."""
@@ -174,23 +258,24 @@ def join_values(values: Sequence[str | None]) -> str | None:
     return ",".join("NULL" if v is None else v for v in values)
 
 
-def fallback(scan: Scan, params: Sequence[str | None]) -> tuple[str, str, str, tuple[Literal, ...]]:
-    """Token-based (fingerprint, normalized text, kind, literals) for SQL the parser refused.
+def fallback(key: str, items: Sequence[Value], params: Sequence[str | None]) -> tuple[str, str, str, tuple[Literal, ...]]:
+    """Token-based (fingerprint, normalized text, kind, literals) for SQL the parser refused, from
+    ``quick``'s key and values.
 
     Literals are the scanned items in text order (a group is one slot, its rows flattened), then one
     slot per ``$n`` bind placeholder in order of appearance; none has a column.
     """
-    text = scan.key.replace(NUM_MARK, "?").replace(STR_MARK, "?").replace(GROUP_MARK, "(?...)")
+    text = key.replace(NUM_MARK, "?").replace(STR_MARK, "?").replace(GROUP_MARK, "(?...)")
     text = _WORD.sub(lambda m: m.group() if m.group()[0] in "\"`" else m.group().lower(), text)
     first = _WORD.search(text)
     kind = kind_from_word(first.group()) if first and first.group()[0] not in "\"`" else "other"
     values: list[str | None] = []
-    for item in scan.items:
-        if isinstance(item, tuple):
-            values.append(item[1])
+    for item in items:
+        if isinstance(item, str):
+            values.append(item)
         else:
-            values.append(join_values([v for row in item for _, v in row]))
-    for m in _PARAM.finditer(scan.key):
+            values.append(join_values([v for row in item for v in row]))
+    for m in _PARAM.finditer(key):
         n = int(m.group(1))
         values.append(params[n - 1] if 0 < n <= len(params) else None)
     literals = tuple(Literal(i, v, None) for i, v in enumerate(values))

@@ -26,7 +26,7 @@ Conventions (they are the product's contract, so they live here in one place):
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from sqlglot import exp
@@ -228,19 +228,6 @@ class _Walker:
         node.set("expressions", [exp.Tuple(expressions=[_placeholder() for _ in range(width)])])
 
 
-def _tables(root: exp.Expression) -> set[str]:
-    ctes = {c.alias_or_name.lower() for c in root.find_all(exp.CTE)}
-    out: set[str] = set()
-    for t in root.find_all(exp.Table):
-        parts = [p.name.lower() for p in t.parts if p.name]
-        if not parts or not t.name:
-            continue
-        if len(parts) == 1 and parts[0] in ctes:
-            continue
-        out.add(".".join(parts))
-    return out
-
-
 def kind_of(root: exp.Expression) -> str:
     for cls, kind in _KINDS:
         if isinstance(root, cls):
@@ -248,8 +235,10 @@ def kind_of(root: exp.Expression) -> str:
     return "other"
 
 
-def build(statements: Sequence[exp.Expression], dialect: object, params: tuple[str | None, ...]) -> Shape:
-    """The shape of parsed ``statements`` (mutated in place: literals become placeholders)."""
+def build(statements: Sequence[exp.Expression], generate: Callable[[exp.Expression], str],
+          params: tuple[str | None, ...]) -> Shape:
+    """The shape of parsed ``statements`` (mutated in place: literals become placeholders);
+    ``generate`` renders one statement as SQL (without comments)."""
     walker = _Walker(params)
     tables: set[str] = set()
     sqls: list[str] = []
@@ -258,8 +247,8 @@ def build(statements: Sequence[exp.Expression], dialect: object, params: tuple[s
     unfiltered: set[str] = set()
     pending: list[tuple[str, exp.Expression, str]] = []
     for root in statements:
-        tables |= _tables(root)
         found = traits_mod.analyze(root)  # before the walk: it needs the literal values
+        tables |= found.tables
         traits |= found.traits
         expressions |= found.expressions
         unfiltered |= found.unfiltered
@@ -271,7 +260,7 @@ def build(statements: Sequence[exp.Expression], dialect: object, params: tuple[s
             node = stack.pop()
             if not walker.visit(node):
                 stack.extend(reversed(list(node.iter_expressions())))
-        sqls.append(dialect.generate(root, copy=False, comments=False))  # type: ignore[attr-defined]
+        sqls.append(generate(root))
     sql = "; ".join(sqls)
     walker.slots.sort(key=lambda s: s.order)
     index = {id(slot): i for i, slot in enumerate(walker.slots)}

@@ -74,7 +74,7 @@ _NAMES: dict[type, str] = {}
 _DISPATCH: dict[type, str] = {
     exp.Select: "level", exp.Update: "level", exp.Delete: "level", exp.Where: "where", exp.Join: "join",
     exp.CTE: "cte", exp.Like: "like", exp.ILike: "like", exp.In: "in", exp.Union: "union", exp.Neg: "neg",
-    exp.Between: "cmp", **{c: "cmp" for c in _CMP_BINARY if c not in (exp.Like, exp.ILike)},
+    exp.Between: "cmp", exp.Table: "table", **{c: "cmp" for c in _CMP_BINARY if c not in (exp.Like, exp.ILike)},
 }
 
 
@@ -111,6 +111,7 @@ class Found:
     expressions: set[str] = field(default_factory=set)
     unfiltered: set[str] = field(default_factory=set)
     checks: list[tuple[str, exp.Expression, str]] = field(default_factory=list)  # (trait, literal node, test)
+    tables: set[str] = field(default_factory=set)  # the tables read or written, CTE names left out
 
 
 def resolve(traits: frozenset[str], checks: Sequence[tuple[str, int, str]], literals: Sequence[Literal]) -> frozenset[str]:
@@ -233,6 +234,7 @@ def analyze(root: exp.Expression) -> Found:
     levels: list[exp.Expression] = []
     comparisons: list[exp.Expression] = []
     ctes: set[str] = set()
+    tables: list[exp.Table] = []
     stack = [root]
     pop, extend = stack.pop, stack.extend
     dispatch = _DISPATCH
@@ -251,6 +253,9 @@ def analyze(root: exp.Expression) -> Found:
         elif role == "cmp":
             names.add(name)
             comparisons.append(node)
+        elif role == "table":
+            names.add(name)
+            tables.append(node)  # type: ignore[arg-type]
         elif role == "cte":
             names.add(name)
             ctes.add(node.alias_or_name.lower())
@@ -273,6 +278,10 @@ def analyze(root: exp.Expression) -> Found:
             names.add(name)
         extend(node.iter_expressions())
 
+    for t in tables:  # as shape.py has always named them: CTE names are not tables
+        parts = [p.name.lower() for p in t.parts if p.name]
+        if parts and t.name and not (len(parts) == 1 and parts[0] in ctes):
+            found.tables.add(".".join(parts))
     _top(root, traits)
     by_where: dict[int, list[exp.Expression]] = {}
     for cmp in comparisons:

@@ -37,7 +37,7 @@ from usagewatch.errors import ConfigError, StoreError, UsagewatchError
 from usagewatch.jobs import Jobs
 from usagewatch.notify.routing import Channels, routes
 from usagewatch.notify.sender import Sender
-from usagewatch.pipeline import Pipeline, make_source
+from usagewatch.pipeline import Pipeline, make_source, tune_gc
 from usagewatch.rules import load_rules
 from usagewatch.service import Heartbeat, Notifier
 from usagewatch.sources import Source
@@ -417,6 +417,7 @@ class Daemon:
             log.info("stopped (signal received) before the store was reachable")
             return
         self.store = store
+        tune_gc()
         self.pipeline = Pipeline(self.config, self.store, sources=sources,
                                  on_commit=lambda n: self.outbox_wake.set())
         self.channels = Channels.from_config(self.config.notify)

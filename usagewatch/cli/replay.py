@@ -13,7 +13,7 @@ from usagewatch.cli import cli, config_option, load_config, open_store
 from usagewatch.config import Config
 from usagewatch.errors import UsagewatchError
 from usagewatch.parallel import jobs_of, replay_jobs
-from usagewatch.pipeline import REPLAY_GROUP_EVENTS, Pipeline, Stats, make_source
+from usagewatch.pipeline import REPLAY_GROUP_EVENTS, Pipeline, Stats, make_source, tune_gc
 from usagewatch.sources import Source
 from usagewatch.sources.files import FileSource
 from usagewatch.sources.formats import formats
@@ -56,6 +56,7 @@ def replay(cfg: Config, paths: tuple[str, ...] = (), fmt: str | None = None, pro
     """Run the pipeline over the files to their end; returns the counters. ``jobs`` > 1 spreads the
     work over that many processes (``usagewatch.parallel``; 0 = one per CPU) with identical results."""
     jobs = jobs_of(jobs)
+    tune_gc()
     store = open_store(cfg)
     try:
         pipeline = Pipeline(cfg, store, sources_for(cfg, paths, fmt))

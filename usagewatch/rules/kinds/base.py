@@ -12,7 +12,7 @@ from __future__ import annotations
 from array import array
 from collections import Counter
 from datetime import datetime, timedelta, timezone
-from typing import Any, ClassVar, Iterator
+from typing import Any, Callable, ClassVar, Iterator
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -115,6 +115,7 @@ class _Missing:
 
 
 MISSING: Any = _Missing()
+_NO_VALUES: dict[str, str | None] = {}  # shared, never written to
 Row = Any  # one entry's values: () none, a bare value (one name), or a tuple aligned to the names
 _SHARED_NAMES: dict[tuple[str, ...], tuple[str, ...]] = {}
 MAX_SHARED_NAMES = 10_000
@@ -177,33 +178,49 @@ class KeyWindow:
         if not names:  # the key's first values: its names are the event's
             self.names = _shared_names(tuple(values))
             cells = tuple(values.values())
+        elif len(values) == len(names) == 1:  # the common case: one literal, a bare value
+            for n, v in values.items():
+                if n == names[0]:
+                    return v
+            return self._encode_other(values)
         elif len(values) == len(names) and tuple(values) == names:
             cells = tuple(values.values())
         else:
-            new = [n for n in values if n not in names]
-            if new:
-                names = self.names = _shared_names(names + tuple(new))
-            index = {n: i for i, n in enumerate(names)}
-            size = max(index[n] for n in values) + 1
-            out = [MISSING] * size
-            for n, v in values.items():
-                out[index[n]] = v
-            cells = tuple(out)
+            return self._encode_other(values)
         return cells[0] if len(cells) == 1 else cells
+
+    def _encode_other(self, values: dict[str, str | None]) -> Row:
+        """A row for values whose names differ from the window's (new names join the end)."""
+        names = self.names
+        new = [n for n in values if n not in names]
+        if new:
+            names = self.names = _shared_names(names + tuple(new))
+        index = {n: i for i, n in enumerate(names)}
+        size = max(index[n] for n in values) + 1
+        out = [MISSING] * size
+        for n, v in values.items():
+            out[index[n]] = v
+        return out[0] if size == 1 else tuple(out)
 
     def _values(self, row: Row) -> dict[str, str | None]:
         return {n: v for n, v in zip(self.names, _cells(row), strict=False) if v is not MISSING}
 
     def _count(self, counts: dict[str, Counter[str | None]], row: Row, delta: int) -> None:
-        for n, v in zip(self.names, _cells(row), strict=False):  # rows stop at their last name
+        if row.__class__ is tuple:
+            pairs: Any = zip(self.names, row, strict=False)  # rows stop at their last name
+        else:  # a bare value: the first name's
+            pairs = ((self.names[0], row),)
+        for n, v in pairs:
             if v is MISSING:
                 continue
             c = counts.get(n)
             if c is None:
                 c = counts[n] = Counter()
-            c[v] += delta
-            if c[v] <= 0:
-                del c[v]
+            k = c.get(v, 0) + delta
+            if k > 0:
+                c[v] = k
+            else:
+                c.pop(v, None)
 
     # the window ----------------------------------------------------------------------------------------
     def add(self, ts: float, values: dict[str, str | None], window: float) -> None:
@@ -221,7 +238,10 @@ class KeyWindow:
         elif isinstance(data, _Many):
             data.times.append(ts)
             data.rows.append(row)
-            self._count(data.counts, row, 1)
+            if row != ():
+                self._count(data.counts, row, 1)
+            if data.times[data.head] >= self.last_ts - window:
+                return  # nothing to evict (most adds)
         else:
             counts: dict[str, Counter[str | None]] = {}
             self._count(counts, self._row, 1)
@@ -358,20 +378,45 @@ class Episode:
     """One continuous run of a pattern for a key: cumulative count and distinct values, and the
     context of the key's latest event (what the finding shows)."""
 
-    __slots__ = ("id", "first_ts", "count", "values", "context")
+    __slots__ = ("id", "first_ts", "count", "values", "_context", "latest")
 
     def __init__(self, id: str, first_ts: float):
         self.id = id
         self.first_ts = first_ts
         self.count = 0
         self.values: dict[str, dict[str | None, None]] = {}  # name -> ordered set of values seen
-        self.context: dict[str, Any] = {}
+        self._context: dict[str, Any] = {}
+        #: the key's latest event, until its context is read: a firing key may see thousands of
+        #: events per batch, and only the last one's context is ever shown or saved
+        self.latest: NormalizedEvent | None = None
+
+    @property
+    def context(self) -> dict[str, Any]:
+        """user, database, sql, fingerprint, normalized_sql and tables of the key's latest event."""
+        ne = self.latest
+        if ne is not None:
+            ev, q = ne.event, ne.query
+            self._context = {"user": ev.user, "database": ev.database, "sql": ev.sql,
+                             "fingerprint": q.fingerprint, "normalized_sql": q.normalized_sql,
+                             "tables": q.tables}
+            self.latest = None
+        return self._context
+
+    @context.setter
+    def context(self, value: dict[str, Any]) -> None:
+        self._context = value
+        self.latest = None
 
     def add(self, values: dict[str, str | None]) -> None:
         self.count += 1
+        if not values:
+            return
+        mine = self.values
         for name, value in values.items():
-            seen = self.values.setdefault(name, {})
-            if len(seen) < MAX_DISTINCT_KEPT:
+            seen = mine.get(name)
+            if seen is None:
+                seen = mine[name] = {}
+            if value not in seen and len(seen) < MAX_DISTINCT_KEPT:
                 seen[value] = None
 
     def distinct(self, name: str) -> int:
@@ -401,6 +446,21 @@ def group_value(ne: NormalizedEvent, field: str) -> str:
     if field == "table":
         return ",".join(ne.query.tables)
     return getattr(ne.event, field) or ""
+
+
+KeyFunction = Callable[[NormalizedEvent], str]
+
+
+def key_function(group_by: list[str]) -> KeyFunction:
+    """The function naming an event's group, ``"user=kim fingerprint=ab12..."`` (the names saved
+    keys and findings carry). Built once per rule: the key is computed for every event a rule sees,
+    and the common groupings get a single f-string instead of a join over ``group_value`` calls."""
+    if group_by == ["user", "fingerprint"]:
+        return lambda ne: f"user={ne.event.user or ''} fingerprint={ne.query.fingerprint}"
+    if group_by == ["user"]:
+        return lambda ne: f"user={ne.event.user or ''}"
+    fields = tuple(group_by)
+    return lambda ne: " ".join(f"{f}={group_value(ne, f)}" for f in fields)
 
 
 class WindowParams(KindParams):
@@ -451,11 +511,16 @@ class WindowedKind(RuleKind):
         self._ended: list[FindingUpdate] = []
         #: no window's last_ts is older than this (a lower bound): a sweep before it has nothing to do
         self._oldest = float("inf")
+        self._key_of = key_function(params.group_by)
+        #: the per-event hooks, None where a kind keeps the default (no call per event for them)
+        cls = type(self)
+        self._matches = None if cls.matches is WindowedKind.matches else self.matches
+        self._values = None if cls.values is WindowedKind.values else self.values
 
     # hooks --------------------------------------------------------------------------------------
     def key(self, ne: NormalizedEvent) -> str:
         """The group an event counts in: by default its ``group_by`` fields."""
-        return " ".join(f"{f}={group_value(ne, f)}" for f in self.params.group_by)
+        return self._key_of(ne)
 
     def values(self, ne: NormalizedEvent) -> dict[str, str | None]:
         return {}
@@ -476,12 +541,13 @@ class WindowedKind(RuleKind):
 
     # machinery ----------------------------------------------------------------------------------
     def observe(self, ne: NormalizedEvent) -> str | None:
-        if not self.matches(ne):
+        matches = self._matches
+        if matches is not None and not matches(ne):
             return None
         key = self.key(ne)
         keys = self.keys
         found = keys.get(key)
-        ts = ts_of(ne.event.ts)
+        ts = ne.event.ts.timestamp()
         if found is None:
             w = KeyWindow()
             if ts < self._oldest:
@@ -496,9 +562,14 @@ class WindowedKind(RuleKind):
             ended = self.update(key)
             if ended is not None:
                 self._ended.append(ended)
-        values = self.values(ne)
+        values_of = self._values
+        if values_of is None:
+            values: dict[str, str | None] = _NO_VALUES
+            self._log.append([key, ts])
+        else:
+            values = values_of(ne)
+            self._log.append([key, ts, values] if values else [key, ts])
         w.add(ts, values, self.window)
-        self._log.append([key, ts, values] if values else [key, ts])
         ep = w.episode
         if ep is None:
             if not self.holds(w):
@@ -516,10 +587,7 @@ class WindowedKind(RuleKind):
         else:
             ep.add(values)
             self._dirty.add(key)
-        ev = ne.event
-        ep.context = {"user": ev.user, "database": ev.database, "sql": ev.sql,
-                      "fingerprint": ne.query.fingerprint, "normalized_sql": ne.query.normalized_sql,
-                      "tables": ne.query.tables}
+        ep.latest = ne  # the finding shows the latest event; its context dict is built when read
         return key
 
     def window_of(self, key: str) -> KeyWindow | None:

@@ -19,7 +19,7 @@ class RepeatedIdentical(WindowedKind):
     Params = WindowParams
 
     def key(self, ne: NormalizedEvent) -> str:
-        return f"{super().key(ne)} values={values_digest(ne)}"
+        return f"{self._key_of(ne)} values={values_digest(ne)}"
 
     def holds(self, w: KeyWindow) -> bool:
         return len(w) >= self.params.min_runs

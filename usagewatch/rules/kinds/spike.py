@@ -11,7 +11,7 @@ from pydantic import Field, field_validator, model_validator
 
 from usagewatch.durations import Duration
 from usagewatch.model import FindingUpdate, NormalizedEvent
-from usagewatch.rules.kinds.base import KindParams, RuleKind, check_group_fields, dt_of, group_value, kinds, ts_of
+from usagewatch.rules.kinds.base import KindParams, RuleKind, check_group_fields, dt_of, key_function, kinds
 
 
 class SpikeParams(KindParams):
@@ -73,6 +73,7 @@ class Spike(RuleKind):
         super().__init__(spec, params)
         self.size = params.window.total_seconds()
         self.span = int(params.baseline.total_seconds() // self.size)  # buckets in the baseline
+        self._key_of = key_function(params.group_by)
         self.keys: dict[str, _KeyState] = {}
         self._dirty: set[str] = set()
         self._gone: set[str] = set()
@@ -84,8 +85,8 @@ class Spike(RuleKind):
         return sum(k.buckets.get(b, 0) for b in range(first, bucket)) / n if n > 0 else 0.0
 
     def observe(self, ne: NormalizedEvent) -> str | None:
-        key = " ".join(f"{f}={group_value(ne, f)}" for f in self.params.group_by)
-        ts = ts_of(ne.event.ts)
+        key = self._key_of(ne)
+        ts = ne.event.ts.timestamp()
         k = self.keys.get(key)
         if k is None:
             k = self.keys[key] = _KeyState(ts)
@@ -96,11 +97,12 @@ class Spike(RuleKind):
             buckets[bucket] += 1
         else:
             buckets[bucket] = 1
-        if len(buckets) > 1:
-            for old in [b for b in buckets if b < oldest]:
-                del buckets[old]
-        if k.fired:
-            k.fired = {b for b in k.fired if b >= oldest}
+            # buckets leave the baseline only when time moves to a new bucket: prune then, not per event
+            if len(buckets) > 1:
+                for old in [b for b in buckets if b < oldest]:
+                    del buckets[old]
+            if k.fired:
+                k.fired = {b for b in k.fired if b >= oldest}
         q = ne.query
         k.context = (ne.event.user, ne.event.database, ne.event.sql, q.fingerprint, q.normalized_sql, bucket,
                      q.tables, ts)

@@ -21,6 +21,14 @@ MAX_PLANS = 50_000  # shapes whose plan is kept; all-unique workloads would othe
 Plan = tuple[tuple[str, Callable[[QueryEvent], bool] | None, Callable[[NormalizedEvent], str | None]], ...]
 
 
+def _both(a: Callable[[QueryEvent], bool] | None,
+          b: Callable[[QueryEvent], bool] | None) -> Callable[[QueryEvent], bool] | None:
+    """The rule filter's and the kind's per-event checks as one (None: nothing to check)."""
+    if a is None or b is None:
+        return a or b
+    return lambda ev: a(ev) and b(ev)
+
+
 class RuleEngine:
     def __init__(self, rules: list[Rule]):
         self.rules = rules
@@ -68,8 +76,8 @@ class RuleEngine:
         key = (q.fingerprint, q.kind, q.tables, q.traits, q.expressions, q.in_list_max, q.unfiltered_tables)
         plan = self._plans.get(key)
         if plan is None:
-            plan = tuple((r.id, r.accepts.event_check(), r.kind.observe) for r in self.rules
-                         if r.accepts.shape_ok(q) and r.kind.shape_matches(q))
+            plan = tuple((r.id, _both(r.accepts.event_check(), r.kind.event_check()), r.kind.observe)
+                         for r in self.rules if r.accepts.shape_ok(q) and r.kind.shape_matches(q))
             if len(self._plans) >= MAX_PLANS:
                 self._plans.clear()
             self._plans[key] = plan

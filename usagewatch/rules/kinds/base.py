@@ -17,7 +17,7 @@ from typing import Any, Callable, ClassVar, Iterator
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from usagewatch.durations import Duration
-from usagewatch.model import FindingUpdate, NormalizedEvent, NormalizedQuery
+from usagewatch.model import FindingUpdate, NormalizedEvent, NormalizedQuery, QueryEvent
 from usagewatch.registry import Registry
 from usagewatch.rules.schema import RuleSpec
 
@@ -42,6 +42,12 @@ class RuleKind:
     def observe(self, ne: NormalizedEvent) -> str | None:
         """The key this event advanced an active pattern of, or None. Cheap: it runs per event."""
         raise NotImplementedError
+
+    def event_check(self) -> Callable[[QueryEvent], bool] | None:
+        """What the kind checks on each event's own fields (duration, error...) before ``observe``,
+        or None: the engine folds it into the rule's per-event filter, so an event that cannot
+        count costs one call instead of a trip through ``observe``."""
+        return None
 
     def shape_matches(self, q: NormalizedQuery) -> bool:
         """False when no event with this query shape can ever count (a query_pattern rule and a

@@ -5,11 +5,12 @@ stuck), many long-running queries, many huge scans. The match looks at the event
 from __future__ import annotations
 
 from datetime import timedelta
+from typing import Callable
 
 from pydantic import Field
 
 from usagewatch.durations import Duration
-from usagewatch.model import FindingUpdate, NormalizedEvent
+from usagewatch.model import FindingUpdate, NormalizedEvent, QueryEvent
 from usagewatch.rules.kinds.base import KeyWindow, KindParams, WindowedKind, WindowParams, kinds
 
 
@@ -36,8 +37,13 @@ class Threshold(WindowedKind):
     Params = ThresholdParams
     params: ThresholdParams
 
-    def matches(self, ne: NormalizedEvent) -> bool:
-        m, ev = self.params.match, ne.event
+    def event_check(self) -> Callable[[QueryEvent], bool]:
+        return self.matches_event
+
+    def matches_event(self, ev: QueryEvent) -> bool:
+        """Whether the query's outcome is what ``match`` asks for (the engine asks before
+        ``observe``, see ``RuleKind.event_check``)."""
+        m = self.params.match
         if m.min_duration is not None and (ev.duration_ms is None
                                            or ev.duration_ms < m.min_duration.total_seconds() * 1000):
             return False

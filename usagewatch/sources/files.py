@@ -289,8 +289,10 @@ class FileSource:
             yield self._chunk(t, data, ends, start)
 
     def _chunk(self, t: _Tracked, data: bytes, ends: list[int], start: int) -> Chunk:
-        fmt, asm = self.format, t.assembler
+        asm = t.assembler
+        parse_into, path, max_bytes = self.format.parse_into, t.path, self.max_record_bytes
         events: list[QueryEvent] = []
+        add = events.extend
         bad: Counter[str] = Counter()
         before = Counter(asm.skipped)
         prev = 0
@@ -298,25 +300,27 @@ class FileSource:
             raw = data[prev:end]
             pos = start + prev
             prev = end
-            if len(raw) > self.max_record_bytes:
+            if end - pos + start > max_bytes:  # len(raw), without a call
                 bad["record-too-large"] += 1
-                self._warn(t.path, pos, f"record of {len(raw)} bytes skipped (max_record_bytes)")
+                self._warn(path, pos, f"record of {len(raw)} bytes skipped (max_record_bytes)")
                 continue
             if not raw.isascii():
                 try:
                     raw.decode("utf-8")
                 except UnicodeDecodeError:
                     bad["invalid-utf8"] += 1
-                    self._warn(t.path, pos, "record with invalid UTF-8 skipped")
+                    self._warn(path, pos, "record with invalid UTF-8 skipped")
                     continue
             try:
-                events.extend(asm.feed(fmt.parse(raw), f"{t.path}:{pos}"))
+                found = parse_into(raw, asm, f"{path}:{pos}")
+                if found:
+                    add(found)
             except BadRecord as exc:
                 bad[exc.reason] += 1
-                log.debug("%s:%d: bad record: %s", t.path, pos, exc)
+                log.debug("%s:%d: bad record: %s", path, pos, exc)
             except Exception:  # never let one record stop the daemon
                 bad["internal-error"] += 1
-                log.exception("%s:%d: could not process a record; skipped", t.path, pos)
+                log.exception("%s:%d: could not process a record; skipped", path, pos)
         skipped = Counter(asm.skipped)
         skipped.subtract(before)
         chunk = self._advance(t, start, data[:ends[-1]], events, bad, len(ends))

@@ -110,7 +110,8 @@ def banner_starts(data: bytes) -> list[int]:
 
 def is_banner(text: str) -> bool:
     """Is this record a start-up banner (its first line ends in "started with:")?"""
-    first = text.split("\n", 1)[0]
+    nl = text.find("\n")
+    first = text if nl < 0 else text[:nl]  # not text.split("\n", 1)[0], which copies the rest too
     return ", Version: " in first and first.rstrip().endswith("started with:")
 
 

@@ -39,7 +39,7 @@ from typing import Any
 
 from usagewatch.errors import BadRecord
 from usagewatch.model import QueryEvent
-from usagewatch.sources.formats.base import Assembler, formats
+from usagewatch.sources.formats.base import Assembler, FormatOptions, formats
 from usagewatch.sources.formats.mysql_common import (
     UTC,
     MysqlFormat,
@@ -49,12 +49,38 @@ from usagewatch.sources.formats.mysql_common import (
 )
 
 _HEADER_RE = re.compile(rb"\n# (?:(Time): \d|User@Host: )")  # a literal prefix: a fast C scan
-_BODY_RE = re.compile(r"^(?!#)", re.M)
 _USER_HOST_RE = re.compile(
     r"# User@Host: ([^\[\s]*)\[([^\]]*)\] @ ?(\S*) ?\[([^\]]*)\](?:\s+Id:\s*(\d+))?")
 _KV_RE = re.compile(r"(\w+): (\S*)")
 _USE_RE = re.compile(r"use (`?)([^`;]+)\1;\s*$", re.I)
 _SET_TS_RE = re.compile(r"^SET (?:[^;]*,)?timestamp=(\d+)[,;]")
+
+
+_NEEDED = ("Query_time: ", "Rows_sent: ", "Rows_examined: ", "Errno: ", "Thread_id: ", "Schema: ")
+_SPACE_RE = re.compile(r"\s")
+_USER_HOSTS_MAX = 4096
+
+
+def _header_fields(header: str) -> dict[str, str]:
+    """``dict(_KV_RE.findall(header))`` as far as the keys ``parse`` reads (``_NEEDED``) go.
+
+    MySQL 8's ``log_slow_extra`` writes about 30 "Key: value" pairs, the last of ``_NEEDED``
+    (Errno) sixth: the scan stops after the value that follows the last place any needed key
+    appears. No match of the full scan crosses that point (it is whitespace, not the space of a
+    ": "), so the matches before it are the full scan's, and none after it has a needed key.
+    """
+    last, width = -1, 0
+    for key in _NEEDED:
+        at = header.rfind(key)
+        if at > last:
+            last, width = at, len(key)
+    if last < 0:
+        return {}
+    m = _SPACE_RE.search(header, last + width)
+    end = m.start() if m else len(header)
+    if end < len(header) and header[end - 1] == ":" and header[end] == " ":  # may be inside a match
+        return dict(_KV_RE.findall(header))
+    return dict(_KV_RE.findall(header, 0, end))
 
 
 def _int(value: str | None) -> int | None:
@@ -66,6 +92,11 @@ def _int(value: str | None) -> int | None:
 @formats.register("mysql-slow")
 class MysqlSlow(MysqlFormat):
     """MySQL/MariaDB/Percona slow query log (see the module docstring)."""
+
+    def __init__(self, options: FormatOptions | None = None) -> None:
+        super().__init__(options)
+        # "# User@Host:" line -> (user, host, ip, thread id): the same few lines come again and again
+        self._user_hosts: dict[str, tuple[str, str | None, str | None, int | None]] = {}
 
     def frame(self, data: bytes, at_eof: bool) -> list[int]:
         starts: list[int] = []
@@ -87,15 +118,21 @@ class MysqlSlow(MysqlFormat):
         text = raw.decode("utf-8", errors="replace")
         if is_banner(text):
             return {"kind": "banner"}
-        if not text.strip():
+        if not text or text.isspace():  # not text.strip(), without copying the record
             raise BadRecord("slow-empty", "blank record")
         out: dict[str, Any] = {
             "kind": "entry", "time": None, "user": None, "host": None, "ip": None, "thread_id": None,
             "schema": None, "query_time": None, "rows_sent": None, "rows_examined": None,
             "errno": None, "use_db": None, "set_timestamp": None, "sql": None, "admin": None,
         }
-        m = _BODY_RE.search(text)  # the header block: the leading lines that start with "#"
-        split = m.start() if m else len(text)
+        # the header block: the leading lines that start with "#" (what ``^(?!#)`` finds, by lines)
+        split, n = 0, len(text)
+        while text.startswith("#", split):
+            nl = text.find("\n", split)
+            if nl < 0:
+                split = n
+                break
+            split = nl + 1
         header, body = text[:split], text[split:]
         for line in header.split("\n"):
             if line.startswith("# Time: "):
@@ -112,14 +149,16 @@ class MysqlSlow(MysqlFormat):
                 self._user_host(line, out)
             elif line.startswith("# administrator command: "):
                 out["admin"] = line[25:].rstrip().rstrip(";")
-        kv = dict(_KV_RE.findall(header))  # one C pass over every "Key: value" of the header
+        kv = _header_fields(header)
         if "Query_time" in kv:
             try:
                 out["query_time"] = float(kv["Query_time"])
             except ValueError:  # seen in the wild: "18446744073708.796870.000036"
                 pass
-        out["rows_sent"] = _int(kv.get("Rows_sent"))
-        out["rows_examined"] = _int(kv.get("Rows_examined"))
+        value = kv.get("Rows_sent")  # _int(value), inlined for the common keys
+        out["rows_sent"] = int(value) if value is not None and value.isdigit() else None
+        value = kv.get("Rows_examined")
+        out["rows_examined"] = int(value) if value is not None and value.isdigit() else None
         out["errno"] = _int(kv.get("Errno"))
         if out["thread_id"] is None:
             out["thread_id"] = _int(kv.get("Thread_id"))
@@ -129,9 +168,18 @@ class MysqlSlow(MysqlFormat):
         pos = 0
         while True:
             nl = body.find("\n", pos)
-            if nl < 0 or not body[nl + 1:].strip():
+            if nl < 0:
+                break
+            follows = body[nl + 1:nl + 2]  # not body[nl + 1:].strip() (a copy) when plainly not blank
+            if not follows or follows.isspace() and not body[nl + 1:].strip():
                 break
             line = body[pos:nl]
+            if line.startswith("SET timestamp=") and line.endswith(";"):  # MySQL's own shape
+                digits = line[14:-1]
+                if digits.isdigit() and digits.isascii():
+                    out["set_timestamp"] = int(digits)
+                    pos = nl + 1
+                    break
             um = _USE_RE.match(line)
             if um:
                 out["use_db"] = um.group(2)
@@ -155,17 +203,20 @@ class MysqlSlow(MysqlFormat):
             out["kind"] = "no-query"
         return out
 
-    @staticmethod
-    def _user_host(line: str, out: dict[str, Any]) -> None:
-        m = _USER_HOST_RE.match(line)
-        if not m:
-            raise BadRecord("slow-user-host", repr(line[:80]))
-        priv, user, host, ip, tid = m.groups()
-        out["user"] = user or priv
-        out["host"] = host or None
-        out["ip"] = ip or None
-        if tid:
-            out["thread_id"] = int(tid)
+    def _user_host(self, line: str, out: dict[str, Any]) -> None:
+        found = self._user_hosts.get(line)  # a few thousand distinct lines in a whole log
+        if found is None:
+            m = _USER_HOST_RE.match(line)
+            if not m:
+                raise BadRecord("slow-user-host", repr(line[:80]))
+            priv, user, host, ip, tid = m.groups()
+            found = (user or priv, host or None, ip or None, int(tid) if tid else None)
+            if len(self._user_hosts) >= _USER_HOSTS_MAX:
+                self._user_hosts.clear()
+            self._user_hosts[line] = found
+        out["user"], out["host"], out["ip"] = found[0], found[1], found[2]
+        if found[3] is not None:
+            out["thread_id"] = found[3]
 
     def assembler(self, source: str) -> MysqlSlowAssembler:
         return MysqlSlowAssembler(source, self.dialect)
@@ -184,6 +235,8 @@ class MysqlSlowAssembler(Assembler):
         super().__init__(source, dialect)
         self._db: str | None = None
         self._time: datetime | None = None
+        self._stamp: int | None = None  # the last SET timestamp and its datetime
+        self._stamp_ts = datetime.min  # (never read before a stamp is seen)
 
     def feed(self, fields: dict[str, Any], position: str) -> list[QueryEvent]:
         kind = fields["kind"]
@@ -199,8 +252,11 @@ class MysqlSlowAssembler(Assembler):
             reason = {"admin": "admin-command", "time": "no-query"}.get(kind, kind)
             self.skipped[reason] += 1
             return []
-        if fields["set_timestamp"] is not None:
-            ts = datetime.fromtimestamp(fields["set_timestamp"], UTC)
+        stamp = fields["set_timestamp"]
+        if stamp is not None:
+            if stamp != self._stamp:  # consecutive entries mostly start in the same second
+                self._stamp, self._stamp_ts = stamp, datetime.fromtimestamp(stamp, UTC)
+            ts = self._stamp_ts
         elif self._time is not None:
             ts = self._time
         else:

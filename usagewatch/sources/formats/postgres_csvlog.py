@@ -16,13 +16,16 @@ from __future__ import annotations
 
 import csv
 from collections import Counter
+from datetime import datetime
 from typing import Any
 
 from usagewatch.errors import BadRecord
-from usagewatch.sources.formats.base import FormatOptions, LogFormat, formats
+from usagewatch.model import QueryEvent
+from usagewatch.sources.formats.base import Assembler, FormatOptions, LogFormat, formats
 from usagewatch.sources.formats.postgres_events import (
     PostgresAssembler,
     parse_log_time,
+    protocol_step,
 )
 
 MIN_COLUMNS, MAX_COLUMNS = 23, 26
@@ -56,12 +59,35 @@ def _text(value: str) -> str | None:
     return value or None
 
 
+class _Line:
+    """The one-line input of the format's ``csv.reader``: the record last put in ``text``, then
+    end of input (so a record that ends inside quotes is read as ``csv`` reads a file's last line),
+    and again after the next record is put in. One reader for every record spares building one per
+    record; ``csv.reader`` starts each row afresh, also after an error."""
+
+    __slots__ = ("text",)
+
+    def __init__(self) -> None:
+        self.text: str | None = None
+
+    def __iter__(self) -> _Line:
+        return self
+
+    def __next__(self) -> str:
+        text = self.text
+        if text is None:
+            raise StopIteration
+        self.text = None
+        return text
+
+
 @formats.register("postgres-csvlog")
 class PostgresCsvlog(LogFormat):
     """PostgreSQL csvlog (13, 14, 15+ and older 23-column files).
 
     ``notes`` counts things worth knowing that are not errors: "tz-assumed-utc" when a timestamp
-    carries a zone abbreviation we do not know (it is read as UTC).
+    carries a zone abbreviation we do not know (it is read as UTC). A format object parses for one
+    reader at a time (its ``csv.reader`` is reused), as ``FileSource`` uses it.
     """
 
     dialect = "postgres"
@@ -69,16 +95,40 @@ class PostgresCsvlog(LogFormat):
     def __init__(self, options: FormatOptions | None = None) -> None:
         super().__init__(options)
         self.notes: Counter[str] = Counter()
+        self._line = _Line()
+        self._csv = csv.reader(self._line)
 
     def frame(self, data: bytes, at_eof: bool) -> list[int]:
         return frame_lines(data, at_eof, quoted=True)
 
     def parse(self, raw: bytes) -> dict[str, Any]:
+        row, log_time = self._row(raw)
+        return self._fields(row, log_time)
+
+    def parse_into(self, raw: bytes, assembler: Assembler, position: str) -> list[QueryEvent]:
+        """``parse`` then ``assembler.feed``, except that a parse/bind ``duration:`` record (about
+        half of a busy server's records, which the assembler only counts) is counted without
+        building its field dict; its integer fields are still checked as ``parse`` checks them."""
+        row, log_time = self._row(raw)
+        if type(assembler) is PostgresAssembler and protocol_step(row[11], row[13]):
+            try:
+                for value in (row[3], row[6], row[10], row[20], *row[24:]):  # the int() columns
+                    if value:
+                        int(value)
+            except ValueError as exc:
+                raise BadRecord("csv-field", str(exc)[:200]) from None
+            assembler.skipped["protocol-step"] += 1
+            return []
+        return assembler.feed(self._fields(row, log_time), position)
+
+    def _row(self, raw: bytes) -> tuple[list[str], datetime]:
+        """The record's columns (their number checked) and its parsed log time."""
         text = raw.decode("utf-8", errors="replace")
         if not text or text.isspace():  # not text.strip(), without copying the record
             raise BadRecord("csv-empty", "blank line")
+        self._line.text = text
         try:
-            row = next(csv.reader((text,)))
+            row = next(self._csv)
         except (csv.Error, StopIteration) as exc:
             raise BadRecord("csv-invalid", str(exc)[:200]) from None
         n = len(row)
@@ -90,6 +140,11 @@ class PostgresCsvlog(LogFormat):
             raise BadRecord("csv-time", repr(row[0][:60])) from None
         if not known:
             self.notes["tz-assumed-utc"] += 1
+        return row, log_time
+
+    @staticmethod
+    def _fields(row: list[str], log_time: datetime) -> dict[str, Any]:
+        n = len(row)
         # ``int(v) if v else None`` is ``to_int`` inlined (every csv field is a str)
         try:
             return {

@@ -161,6 +161,22 @@ def to_int(text: str | int | None) -> int | None:
     return int(text)
 
 
+def protocol_step(severity: str | None, message: str) -> bool:
+    """Is this a ``duration: X ms  parse ...`` / ``bind ...`` LOG record? ``PostgresAssembler.feed``
+    counts exactly these as "protocol-step" whatever their other fields; a parser may count them
+    without building the record's fields (``PostgresCsvlog.parse_into``)."""
+    if severity != "LOG" or not message.startswith("duration: "):
+        return False
+    ms_end = message.find(" ms", 10)
+    if not message.startswith(("  parse ", "  bind "), ms_end + 3):
+        return False
+    try:
+        float(message[10:ms_end])
+    except ValueError:
+        return False
+    return True
+
+
 # --- bind parameters --------------------------------------------------------------------------
 
 
@@ -317,9 +333,12 @@ class PostgresAssembler(Assembler):
             return []
         # log_min_duration_statement alone: this one record is a whole execution
         prev = self._pending.pop(sid, None)
-        out = [self._event(prev)] if prev else []
-        out.append(self._event(self._held(fields, sql, params, position), ms, position))
-        return out
+        complete = QueryEvent(  # what _event(_held(fields, sql, params, position), ms, position) gives
+            source=self.source, ts=fields["log_time"], sql=sql, user=fields["user"],
+            database=fields["database"], params=params, duration_ms=ms, session=sid,
+            application=fields["application"], client=fields["client"], error_code=None,
+            error_message=None, dialect=self.dialect, position=position)
+        return [self._event(prev), complete] if prev else [complete]
 
     def _error(self, fields: dict[str, Any], msg: str, position: str) -> list[QueryEvent]:
         sid = _session(fields)

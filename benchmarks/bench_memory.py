@@ -132,13 +132,15 @@ def bench_engine(keys: int, trait_share: float, sizes: bool, batch: int) -> None
     for i, ne in enumerate(synthetic(keys, trait_share), 1):
         fired += len(engine.feed(ne))
         if batch and i % batch == 0:
-            saved += len(engine.take_state())  # as the pipeline does per chunk (the store writes them)
+            taken = engine.take_state()  # as the pipeline does per chunk (the store writes them)
+            saved += len(taken.states) + sum(len(entries) for _, _, _, entries in taken.log)
     elapsed = time.perf_counter() - t0
     gc.collect()
     after = status_kb("VmRSS")
     print(f"fed {keys:,} events ({keys:,} distinct (user, fingerprint)) in {elapsed:.1f} s "
           f"= {keys / elapsed:,.0f} events/s; {fired} fired; "
-          + (f"window states taken every {batch:,} events: {saved:,}" if batch else "state not taken while feeding"))
+          + (f"window rows and logged events taken every {batch:,} events: {saved:,}" if batch
+             else "state not taken while feeding"))
     print(f"RSS after feed {mb(after)} (+{mb(after - before)}), "
           f"{(after - before) * 1024 / keys:,.0f} bytes per live (user, fingerprint) key; VmHWM {mb(status_kb('VmHWM'))}")
     seen: set[int] = {id(r.kind.spec) for r in rules} | {id(r.kind.params) for r in rules}
@@ -161,7 +163,8 @@ def bench_engine(keys: int, trait_share: float, sizes: bool, batch: int) -> None
     t0 = time.perf_counter()
     state = engine.take_state()
     took = time.perf_counter() - t0
-    print(f"take_state: {len(state):,} window states (the rest) in {took:.1f} s; RSS {mb(status_kb('VmRSS'))}, "
+    print(f"take_state: {len(state.states):,} rows and {sum(len(e) for _, _, _, e in state.log):,} logged events "
+          f"(the rest) in {took:.1f} s; RSS {mb(status_kb('VmRSS'))}, "
           f"VmHWM {mb(hwm0)} -> {mb(status_kb('VmHWM'))}")
     del state
     gc.collect()
@@ -170,8 +173,8 @@ def bench_engine(keys: int, trait_share: float, sizes: bool, batch: int) -> None
     engine._max_ts = (T0 + timedelta(days=8)).timestamp()  # a week later every window has drained
     engine.sweep()
     left = sum(len(r.kind.state_keys()) for r in rules)
-    gone = sum(1 for s in engine.take_state().values() if s is None)
-    print(f"sweep a week later: {left} keys left, {gone:,} deletions handed to the store "
+    gone = sum(1 for s in engine.take_state().states.values() if s is None)
+    print(f"sweep a week later: {left} keys left, {gone:,} row deletions handed to the store "
           f"({time.perf_counter() - t0:.1f} s)")
 
 

@@ -127,3 +127,23 @@ def test_hit_equals_fresh_in_other_dialects(dialect: str) -> None:
         for template in TEMPLATES[:5] + TEMPLATES[8:10]:
             sql = _render(rng, template)
             assert cached.normalize(sql) == fresh.normalize(sql), sql
+
+
+def test_hits_build_the_same_objects_as_the_model_classes() -> None:
+    """A hit stores the fields through the slots directly (faster than the frozen dataclass __init__);
+    that must give instances equal in every way to the classes' own, and is only done while the model
+    is what it was written for (if this fails, usagewatch/model.py changed: update cache.py)."""
+    import pickle
+
+    from usagewatch.model import Literal, NormalizedQuery
+    from usagewatch.normalize import cache
+
+    assert cache._literal is cache._make_literal and cache._query is cache._make_query
+    lit = cache._make_literal(2, "x", None)
+    assert lit == Literal(2, "x", None) and hash(lit) == hash(Literal(2, "x", None))
+    args = ("fp", "SELECT ?", "select", ("t",), (lit,), True, frozenset({"no_where"}), frozenset({"select"}), 3, ("t",))
+    q = cache._make_query(*args)
+    assert q == NormalizedQuery(*args) and hash(q) == hash(NormalizedQuery(*args)) and repr(q) == repr(NormalizedQuery(*args))
+    assert pickle.loads(pickle.dumps(q)) == q
+    with pytest.raises(AttributeError):
+        q.kind = "insert"  # type: ignore[misc]

@@ -89,6 +89,7 @@ class Normalizer:
         self._parser = self._dialect.parser()
         self._generator = self._dialect.generator(comments=False)
         self._cache = ShapeCache(cache_size)
+        self._cache_data = self._cache._data
         self._stats = NormalizerStats()
 
     @property
@@ -107,7 +108,12 @@ class Normalizer:
             key, items, safe = self._scanner.quick(sql)
         except Exception:  # pragma: no cover - a regex over a str; belt and braces
             key, items, safe = " ".join(sql.split()), [], False
-        entry = self._cache.get(key) if safe else UNCACHEABLE
+        if safe:  # ShapeCache.get, inlined: this runs for every query
+            entry = self._cache_data.get(key)
+            if entry is not None:
+                self._cache_data.move_to_end(key)
+        else:
+            entry = UNCACHEABLE
         if entry.__class__ is Entry:
             try:
                 query = fill(entry, items, params)  # type: ignore[arg-type]

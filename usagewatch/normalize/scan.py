@@ -218,7 +218,11 @@ class Scanner:
             text = m[0]  # quoted identifier, as in ``scan``
             return re.sub(r"\s", lambda w: f"\x00{ord(w.group())}\x00", text) if " " in text or "\t" in text or "\n" in text else text
 
-        key = " ".join(self._main.sub(repl, sql).split())
+        key = self._main.sub(repl, sql)
+        # collapse whitespace as ``scan`` does, unless it is collapsed already: printable ASCII has no
+        # whitespace but " ", so then only doubled, leading or trailing spaces need the split (~1/5)
+        if not (sql.isascii() and sql.isprintable() and "  " not in key and key[:1] != " " and key[-1:] != " "):
+            key = " ".join(key.split())
         safe = "\\" not in sql and "'''" not in sql and '"""' not in sql and ("$" not in sql or _DOLLAR_QUOTE.search(sql) is None)
         return key, values, safe
 

@@ -117,13 +117,22 @@ class Evaluator:
         touched: list[tuple[str, str]] = []
         unparsed = 0
         usage = UsageAccumulator() if self.usage else None  # fresh: an evaluation that failed leaves nothing
+        feed = engine.feed
+        add = usage.add if usage is not None else None
+        dialect = None
+        normalize = None
         for ev in events:
-            q = self.normalizer(ev.dialect).normalize(ev.sql, ev.params)
+            if ev.dialect != dialect:  # one dialect per source: look its normalizer up when it changes
+                dialect = ev.dialect
+                normalize = self.normalizer(dialect).normalize
+            q = normalize(ev.sql, ev.params)  # type: ignore[misc]
             if not q.parsed:
                 unparsed += 1
-            touched.extend(engine.feed(NormalizedEvent(ev, q)))
-            if usage is not None:
-                usage.add(ev, q)
+            hits = feed(NormalizedEvent(ev, q))
+            if hits:
+                touched.extend(hits)
+            if add is not None:
+                add(ev, q)
         updates = engine.updates(touched)
         evaluations = dict(engine.evaluations_by_rule)
         engine.evaluations_by_rule.clear()

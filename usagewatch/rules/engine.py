@@ -98,7 +98,13 @@ class RuleEngine:
             key = observe(ne)
             if key is not None:
                 out.append((rule_id, key))
-        self.tick(ev)
+        # ``tick``, inlined: this runs for every event
+        ts = ev.ts.timestamp()
+        if ts > self._max_ts:
+            self._max_ts = ts
+        self._since_sweep += 1
+        if self._since_sweep >= SWEEP_EVERY:
+            self.sweep()
         return out
 
     def tick(self, ev: QueryEvent) -> None:

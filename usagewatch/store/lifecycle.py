@@ -19,7 +19,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from usagewatch.model import FindingUpdate
-from usagewatch.store.tables import ACTIVE_STATUSES, findings, outbox, silences
+from usagewatch.store.tables import ACTIVE_STATUSES, finding_days, finding_events, findings, outbox, silences
 from usagewatch.store.transitions import add_runs, record
 
 
@@ -85,7 +85,8 @@ def apply_updates(conn: Connection, updates: list[FindingUpdate], now: datetime,
     """Apply a batch's updates. Most are a firing pattern's new counts for a finding that is still
     active: those are found with one SELECT per 500 keys and written with one executemany UPDATE
     (one round of statements per batch instead of four per update: a replay of a busy log touches
-    hundreds of firing findings per batch). Opening, reopening and anything unusual (the same key
+    hundreds of firing findings per batch). Findings for keys that never had one are opened in bulk
+    too (``_open_new``). Reopening and anything unusual (the same key
     twice in one batch) goes through ``apply_update`` one by one, in order."""
     keys = [(u.rule, u.key) for u in updates]
     if len(set(keys)) != len(keys):
@@ -101,6 +102,11 @@ def apply_updates(conn: Connection, updates: list[FindingUpdate], now: datetime,
         for r in rows:
             if (r.rule, r.key) in wanted:
                 active[(r.rule, r.key)] = r._mapping
+    if conn.dialect.insert_executemany_returning_sort_by_parameter_order:
+        others = [u for u in updates if (u.rule, u.key) not in active]
+        known = _keys_with_findings(conn, others)
+        _open_new(conn, [u for u in others if (u.rule, u.key) not in known], now, howto_base, result)
+        updates = [u for u in updates if (u.rule, u.key) in active or (u.rule, u.key) in known]
     bulk: list[dict[str, Any]] = []
     runs: list[tuple[int, str, int]] = []
     for u in updates:
@@ -116,6 +122,52 @@ def apply_updates(conn: Connection, updates: list[FindingUpdate], now: datetime,
         conn.execute(_BULK_UPDATE, bulk)
     for fid, day, n in runs:
         add_runs(conn, fid, day, n)
+
+
+def _keys_with_findings(conn: Connection, updates: list[FindingUpdate]) -> set[tuple[str, str]]:
+    """The (rule, key) of these updates that have a finding already (in any status)."""
+    wanted = {(u.rule, u.key) for u in updates}
+    names = sorted({k for _, k in wanted})
+    out: set[tuple[str, str]] = set()
+    for i in range(0, len(names), 500):
+        rows = conn.execute(sa.select(findings.c.rule, findings.c.key).where(findings.c.key.in_(names[i:i + 500])))
+        out.update(k for k in ((r.rule, r.key) for r in rows) if k in wanted)
+    return out
+
+
+def _open_new(conn: Connection, updates: list[FindingUpdate], now: datetime, howto_base: str,
+              result: CommitResult) -> None:
+    """Open a finding for each update (keys that never had one) with the rows and notifications
+    ``apply_update`` makes one by one, in a few executemany statements: a replay of a busy log
+    opens hundreds of findings per batch, each of them seven statements when made alone."""
+    if not updates:
+        return
+    rows = [dict(rule=u.rule, key=u.key, episode=u.episode, status="open", count=u.count,
+                 distinct_values=u.distinct_values, base_count=0, base_distinct=0, first_seen=u.first_seen,
+                 created_at=now, **_fields(u, now, howto_base)) for u in updates]
+    ids = [r.id for r in conn.execute(findings.insert().returning(findings.c.id, sort_by_parameter_order=True), rows)]
+    conn.execute(finding_events.insert(), [dict(finding_id=fid, action="opened", actor="usagewatch", at=now, note=None)
+                                           for fid in ids])
+    days = [dict(finding_id=fid, day=u.last_seen.date().isoformat(), runs=u.count)
+            for fid, u in zip(ids, updates, strict=True) if u.count > 0]
+    if days:
+        conn.execute(finding_days.insert(), days)
+    live = conn.execute(sa.select(silences.c.id, silences.c.rule, silences.c.user)
+                        .where(silences.c.expires_at > now).order_by(silences.c.id)).all()
+    pending = []
+    for fid, u in zip(ids, updates, strict=True):
+        result.new_findings[fid] = u.title
+        silence = next((int(r.id) for r in live if fnmatch.fnmatchcase(u.rule, r.rule)
+                        and fnmatch.fnmatchcase(u.user or "", r.user)), None)
+        if silence is not None:  # as ``_notify``: the finding is kept, its alert held back
+            conn.execute(findings.update().where(findings.c.id == fid).values(silenced_by=silence))
+            result.silenced.append(fid)
+        else:
+            pending.append(dict(finding_id=fid, event="opened", status="pending", attempts=0,
+                                next_attempt_at=now, created_at=now))
+    if pending:
+        conn.execute(outbox.insert(), pending)
+        result.new_outbox += len(pending)
 
 
 def apply_update(conn: Connection, u: FindingUpdate, now: datetime, howto_base: str, result: CommitResult) -> None:

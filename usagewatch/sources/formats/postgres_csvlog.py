@@ -25,7 +25,6 @@ from usagewatch.sources.formats.base import Assembler, FormatOptions, LogFormat,
 from usagewatch.sources.formats.postgres_events import (
     PostgresAssembler,
     parse_log_time,
-    protocol_step,
 )
 
 MIN_COLUMNS, MAX_COLUMNS = 23, 26
@@ -106,19 +105,22 @@ class PostgresCsvlog(LogFormat):
         return self._fields(row, log_time)
 
     def parse_into(self, raw: bytes, assembler: Assembler, position: str) -> list[QueryEvent]:
-        """``parse`` then ``assembler.feed``, except that a parse/bind ``duration:`` record (about
-        half of a busy server's records, which the assembler only counts) is counted without
-        building its field dict; its integer fields are still checked as ``parse`` checks them."""
+        """``parse`` then ``assembler.feed``, except that a ``duration:`` record (nearly every
+        record of a busy server: parse, bind, and each execution) goes to the assembler without
+        its full field dict: only the keys ``PostgresAssembler.duration`` reads. The integer
+        columns are still checked, so a bad one is the same ``BadRecord`` as from ``parse``."""
         row, log_time = self._row(raw)
-        if type(assembler) is PostgresAssembler and protocol_step(row[11], row[13]):
-            try:
-                for value in (row[3], row[6], row[10], row[20], *row[24:]):  # the int() columns
-                    if value:
-                        int(value)
-            except ValueError as exc:
-                raise BadRecord("csv-field", str(exc)[:200]) from None
-            assembler.skipped["protocol-step"] += 1
-            return []
+        message = row[13]
+        if row[11] == "LOG" and message.startswith("duration: ") and type(assembler) is PostgresAssembler:
+            ints = "".join((row[3], row[6], row[10], row[20], *row[24:]))  # the int() columns
+            if not (ints.isascii() and ints.isdigit()):
+                self._fields(row, log_time)  # raises what parse() raises, if anything ("-1" is an int)
+            pid = row[3]
+            return assembler.duration({
+                "log_time": log_time, "user": row[1] or None, "database": row[2] or None,
+                "pid": int(pid) if pid else None, "client": row[4] or None, "session_id": row[5] or None,
+                "detail": row[14] or None, "application": row[22] or None,
+            }, message, position)
         return assembler.feed(self._fields(row, log_time), position)
 
     def _row(self, raw: bytes) -> tuple[list[str], datetime]:

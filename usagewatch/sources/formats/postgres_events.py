@@ -161,22 +161,6 @@ def to_int(text: str | int | None) -> int | None:
     return int(text)
 
 
-def protocol_step(severity: str | None, message: str) -> bool:
-    """Is this a ``duration: X ms  parse ...`` / ``bind ...`` LOG record? ``PostgresAssembler.feed``
-    counts exactly these as "protocol-step" whatever their other fields; a parser may count them
-    without building the record's fields (``PostgresCsvlog.parse_into``)."""
-    if severity != "LOG" or not message.startswith("duration: "):
-        return False
-    ms_end = message.find(" ms", 10)
-    if not message.startswith(("  parse ", "  bind "), ms_end + 3):
-        return False
-    try:
-        float(message[10:ms_end])
-    except ValueError:
-        return False
-    return True
-
-
 # --- bind parameters --------------------------------------------------------------------------
 
 
@@ -247,7 +231,7 @@ class PostgresAssembler(Assembler):
         sev = fields["severity"]
         if sev == "LOG":
             if msg.startswith("duration: "):
-                return self._duration(fields, msg, position)
+                return self.duration(fields, msg, position)
             if msg.startswith("statement: "):
                 return self._start(fields, msg[11:], (), position)
             if msg.startswith("execute "):
@@ -299,7 +283,10 @@ class PostgresAssembler(Assembler):
         self._pending[sid] = self._held(fields, sql, params, position)
         return [self._event(prev)] if prev else []
 
-    def _duration(self, fields: dict[str, Any], msg: str, position: str) -> list[QueryEvent]:
+    def duration(self, fields: dict[str, Any], msg: str, position: str) -> list[QueryEvent]:
+        """``feed`` of a LOG record whose message (``msg``) starts with "duration: ". It reads only
+        these keys of ``fields``: log_time, user, database, pid, client, session_id, detail,
+        application (a parser may pass just those: ``PostgresCsvlog.parse_into``)."""
         ms_end = msg.find(" ms", 10)
         try:
             ms = float(msg[10:ms_end])

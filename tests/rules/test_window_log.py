@@ -115,3 +115,27 @@ def test_a_firing_key_whose_events_drained_while_stopped_is_dropped_on_restore(t
     with store.engine.connect() as conn:
         keys = [r.key for r in conn.execute(sa.select(rule_windows.c.key))]
     assert "user=kim fingerprint=fp-orders" not in keys
+
+
+def test_a_restart_with_a_changed_rule_deletes_the_old_rules_logged_events(tmp_path):
+    from tests.rules.test_engine import _rule_file
+
+    store = window_store(tmp_path)
+    engine = RuleEngine(load_rules([_rule_file(tmp_path, 20)]))
+    engine.updates(engine.feed_all([run("kim", m, str(m)) for m in range(15)]))
+    save(engine, store)
+    changed = restored(store, load_rules([_rule_file(tmp_path, 10)]))  # min_runs changed while stopped
+    assert changed.rules[0].kind.state_keys() == []  # the old logic's events are not replayed
+    save(changed, store)
+    assert list(store.window_log()) == []
+
+
+def test_a_commit_asks_to_delete_drained_log_rows_only_when_one_has_drained(tmp_path):
+    engine = RuleEngine(load_rules(STORY_RULES))
+    engine.feed_all([run("kim", m, str(m)) for m in range(5)])
+    assert engine.take_state().drained == {}  # nothing is two hours old
+    engine.feed_all([run("kim", 200 + m, str(m)) for m in range(5)])  # 3 h later
+    first = engine.take_state()
+    assert set(first.drained) == {"same-query-different-ids", "same-query-repeated"}
+    engine.feed_all([run("kim", 201 + m, str(m)) for m in range(5)])
+    assert engine.take_state().drained == {}  # the drained row was deleted by the commit before

@@ -7,6 +7,7 @@ transaction as the checkpoint: windows survive restarts (``restore`` replays the
 
 from __future__ import annotations
 
+import heapq
 from collections import Counter
 from typing import Any, Callable, Iterable
 
@@ -38,6 +39,9 @@ class RuleEngine:
         self.evaluations_by_rule: Counter[str] = Counter()  # read and cleared by the pipeline's metrics
         self._forget: dict[tuple[str, str], None] = {}
         self._dropped: dict[str, str | None] = {}
+        #: per rule, the newest event time of each saved log row this engine knows of (a heap): a
+        #: commit asks the store to delete drained rows only when one of them has drained
+        self._logged: dict[str, list[float]] = {}
         self._plans: dict[tuple[Any, ...], Plan] = {}
 
     def replace(self, rules: list[Rule]) -> dict[str, list[str]]:
@@ -161,12 +165,19 @@ class RuleEngine:
                     state["logic"] = logic  # take_dirty() built this dict for us: no copy per row
                 states[(rid, key)] = state
             entries = kind.take_log()
+            logged = self._logged.setdefault(rid, [])
             if entries:
-                out.log.append((rid, logic, max(e[1] for e in entries), entries))
-            if isinstance(kind, WindowedKind) and self._max_ts:
+                newest = max(e[1] for e in entries)
+                out.log.append((rid, logic, newest, entries))
+                heapq.heappush(logged, newest)
+            if isinstance(kind, WindowedKind) and logged:
                 # a live key (newest event within a window of the clock) may still hold events
                 # up to a window before its newest one: two windows back, every event is gone
-                out.drained[rid] = self._max_ts - 2 * kind.window
+                horizon = self._max_ts - 2 * kind.window
+                if logged[0] < horizon:
+                    while logged and logged[0] < horizon:
+                        heapq.heappop(logged)
+                    out.drained[rid] = horizon
         return out
 
     def restore(self, states: Iterable[tuple[str, str, dict[str, Any]]],
@@ -182,8 +193,14 @@ class RuleEngine:
                 self._max_ts = max(self._max_ts, state.get("last_ts", 0.0))
         for rule_id, rule_logic, entries in log:
             rule = self._by_id.get(rule_id)
-            if rule is not None and rule_logic == logic[rule_id] and entries:
+            if rule is None or rule_logic != logic[rule_id]:
+                # saved by a rule since removed or changed: the next commit deletes those rows
+                self._dropped[rule_id] = None if rule is None else logic[rule_id]
+                continue
+            if entries:
                 rule.kind.replay_log(entries)
-                self._max_ts = max(self._max_ts, max(float(e[1]) for e in entries))
+                newest = max(float(e[1]) for e in entries)
+                self._max_ts = max(self._max_ts, newest)
+                heapq.heappush(self._logged.setdefault(rule_id, []), newest)
         for rule in self.rules:
             rule.kind.restored()

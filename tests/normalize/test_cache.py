@@ -138,7 +138,7 @@ def test_hits_build_the_same_objects_as_the_model_classes() -> None:
     from usagewatch.model import Literal, NormalizedQuery
     from usagewatch.normalize import cache
 
-    assert cache._literal is cache._make_literal and cache._query is cache._make_query
+    assert cache.new_literal is cache._make_literal and cache.new_query is cache._make_query
     lit = cache._make_literal(2, "x", None)
     assert lit == Literal(2, "x", None) and hash(lit) == hash(Literal(2, "x", None))
     args = ("fp", "SELECT ?", "select", ("t",), (lit,), True, frozenset({"no_where"}), frozenset({"select"}), 3, ("t",))

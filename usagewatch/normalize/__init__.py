@@ -24,8 +24,8 @@ from sqlglot import exp
 from sqlglot.dialects.dialect import Dialect, Dialects
 from sqlglot.helper import name_sequence
 
-from usagewatch.model import Literal, NormalizedQuery
-from usagewatch.normalize.cache import UNCACHEABLE, Entry, ShapeCache, build_entry, fill
+from usagewatch.model import NormalizedQuery
+from usagewatch.normalize.cache import UNCACHEABLE, Entry, ShapeCache, build_entry, fill, new_literal, new_query
 from usagewatch.normalize.scan import Scanner, Value, bare, fallback, join_values
 from usagewatch.normalize.shape import build
 from usagewatch.normalize.traits import TRAITS, resolve
@@ -147,16 +147,15 @@ class Normalizer:
             return self._unparsed(key, items, params)
         if store:
             try:
-                scan = self._scanner.scan(sql)  # the same items, with the offsets build_entry matches
-                same = scan.key == key and bare(scan.items) == items
-                self._cache.put(key, build_entry(shape, scan) if same else UNCACHEABLE)
+                located = self._scanner.located(sql)  # the same items, with the offsets build_entry matches
+                self._cache.put(key, build_entry(shape, located) if bare(located) == items else UNCACHEABLE)
             except Exception:  # a mapping bug must cost speed, never a wrong or missing answer
                 self._cache.put(key, UNCACHEABLE)
         literals = tuple(
-            Literal(i, join_values([m.value for m in slot.members]) if slot.is_list else slot.members[0].value, slot.column)
+            new_literal(i, join_values([m.value for m in slot.members]) if slot.is_list else slot.members[0].value, slot.column)
             for i, slot in enumerate(shape.slots)
         )
-        return NormalizedQuery(shape.fingerprint, shape.normalized_sql, shape.kind, shape.tables, literals, True,
+        return new_query(shape.fingerprint, shape.normalized_sql, shape.kind, shape.tables, literals, True,
                                resolve(shape.traits, shape.checks, literals), shape.expressions, shape.in_list_max(),
                                shape.unfiltered)
 

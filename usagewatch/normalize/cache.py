@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from typing import Callable, Sequence
 
 from usagewatch.model import Literal, NormalizedQuery
-from usagewatch.normalize.scan import Scan, Value, join_values
+from usagewatch.normalize.scan import Item, Value, join_values
 from usagewatch.normalize.shape import Shape
 from usagewatch.normalize.traits import resolve
 
@@ -137,9 +137,9 @@ def _make_query(fingerprint: str, normalized_sql: str, kind: str, tables: tuple[
 # field through object.__setattr__, and that was ~1/4 of a hit. The two functions above store through
 # the slots directly (same instances, ~2x faster); if the model ever stops being plain frozen slots
 # dataclasses with exactly these fields, the classes themselves are used.
-_literal: Callable[[int, str | None, str | None], Literal] = (
+new_literal: Callable[[int, str | None, str | None], Literal] = (
     _make_literal if _plain_slots(Literal, _LITERAL_FIELDS) else Literal)
-_query: Callable[..., NormalizedQuery] = (
+new_query: Callable[..., NormalizedQuery] = (
     _make_query if _plain_slots(NormalizedQuery, _QUERY_FIELDS) else NormalizedQuery)
 
 
@@ -179,7 +179,7 @@ def fill(entry: Entry, items: Sequence[Value], params: Sequence[str | None]) -> 
         if items[i][r][c] != fixed:  # type: ignore[index]
             return None
     out: list[Literal | None] = [None] * entry.size
-    _literal_ = _literal
+    _literal_ = new_literal
     for i, neg, column, slot in entry.atoms:
         out[slot] = _literal_(slot, "-" + items[i] if neg else items[i], column)  # type: ignore[operator,arg-type]
     n = len(params)
@@ -206,16 +206,16 @@ def fill(entry: Entry, items: Sequence[Value], params: Sequence[str | None]) -> 
         out[lit.slot] = lit
     literals: tuple[Literal, ...] = tuple(out)  # type: ignore[arg-type]
     traits = entry.traits if not entry.checks else resolve(entry.traits, entry.checks, literals)
-    return _query(entry.fingerprint, entry.normalized_sql, entry.kind, entry.tables, literals, True,
+    return new_query(entry.fingerprint, entry.normalized_sql, entry.kind, entry.tables, literals, True,
                            traits, entry.expressions, in_max, entry.unfiltered)
 
 
-def build_entry(shape: Shape, scan: Scan) -> Entry | object:
-    """A cache entry for ``shape`` parsed from ``scan``'s text, or UNCACHEABLE."""
+def build_entry(shape: Shape, items: list[Item]) -> Entry | object:
+    """A cache entry for ``shape`` parsed from a text with (located) scan ``items``, or UNCACHEABLE."""
     if not shape.cacheable:
         return UNCACHEABLE
     where: dict[int, tuple[int, int, int]] = {}  # token offset -> (item, row, col)
-    for i, item in enumerate(scan.items):
+    for i, item in enumerate(items):
         if isinstance(item, tuple):
             where[item[0]] = (i, -1, -1)
         else:
@@ -241,7 +241,7 @@ def build_entry(shape: Shape, scan: Scan) -> Entry | object:
                 return UNCACHEABLE
             used.add(pos)
             i, r, c = pos
-            item = scan.items[i]
+            item = items[i]
             scanned = item[1] if r < 0 else item[r][c][1]  # type: ignore[index]
             if scanned == m.value:
                 refs.append(("a", i, r, c, False))
@@ -249,11 +249,11 @@ def build_entry(shape: Shape, scan: Scan) -> Entry | object:
                 refs.append(("a", i, r, c, True))
             else:
                 return UNCACHEABLE
-        refs = _collapse_groups(slot, refs, scan, group_use)
+        refs = _collapse_groups(slot, refs, items, group_use)
         recipes.append((tuple(refs), slot.is_list, slot.column, slot.in_list))
     fixed: list[tuple[int, int, int, str]] = []
     groups: list[tuple[int, str, object]] = []
-    for i, item in enumerate(scan.items):
+    for i, item in enumerate(items):
         if isinstance(item, tuple):
             if (i, -1, -1) not in used:
                 fixed.append((i, -1, -1, item[1]))
@@ -311,14 +311,14 @@ def _compile(shape: Shape, recipes: list[tuple[tuple[Ref, ...], bool, str | None
     )
 
 
-def _collapse_groups(slot: object, refs: list[Ref], scan: Scan, group_use: dict[int, tuple[str, int]]) -> list[Ref]:
+def _collapse_groups(slot: object, refs: list[Ref], items: list[Item], group_use: dict[int, tuple[str, int]]) -> list[Ref]:
     """Replace member refs that cover a whole scanned group (an IN list, or one column of multi-row
     VALUES) by a length-free group ref, and note how that group is used. Anything else stays as
     per-atom refs, and the group then keeps an exact-shape signature."""
     if not getattr(slot, "is_list", False) or not refs or refs[0][0] != "a" or refs[0][2] < 0:
         return refs
     i = refs[0][1]
-    group = scan.items[i]
+    group = items[i]
     if getattr(slot, "values_group", False):
         col = refs[0][3]
         if refs == [("a", i, r, col, False) for r in range(len(group))] and group_use.get(i, ("values",))[0] == "values":

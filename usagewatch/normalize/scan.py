@@ -168,6 +168,21 @@ class Scanner:
         key = " ".join(self._main.sub(repl, sql).split())
         return Scan(key, items, _UNSAFE.search(sql) is None)
 
+    def located(self, sql: str) -> list[Item]:
+        """``scan``'s items alone (each value with its offset), without making the key again."""
+        items: list[Item] = []
+        append = items.append
+        unquote = self._unquote
+        for m in self._main.finditer(sql):
+            kind = m.lastgroup
+            if kind == "n":
+                append((m.start(), m[0]))
+            elif kind == "s":
+                append((m.start(), unquote(m[0])))
+            elif kind == "g":
+                append(self._group(sql, m.start(), m.end()))
+        return items
+
     def _rows(self, text: str) -> list[list[str]]:
         """A group's rows of values (as ``_group`` gives them, without the offsets)."""
         tokens = self._tokens.findall(text)

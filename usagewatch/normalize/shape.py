@@ -106,6 +106,33 @@ def _is_value(node: exp.Expression) -> bool:
     )
 
 
+# What ``_Walker.visit`` does with a node, by its class (the isinstance tests it has always made, in
+# that order, made once per class): most nodes are none of these and cost one dict lookup.
+_OTHER, _IDENT, _SKIP, _VALUE, _MAYBE_VALUE, _INTERVAL, _LIST, _VALUES, _ANONYMOUS = range(9)
+_ROLES: dict[type, int] = {}
+
+
+def _role(cls: type, values: bool = True) -> int:
+    """``values``: the value tests too (False: what the node is if ``_is_value`` said no)."""
+    if issubclass(cls, exp.Identifier):
+        return _IDENT
+    if issubclass(cls, exp.DataType):
+        return _SKIP
+    if values and (issubclass(cls, exp.Literal) or (issubclass(cls, exp.Placeholder) and not issubclass(cls, exp.Neg))):
+        return _VALUE
+    if values and issubclass(cls, (exp.Neg, exp.Parameter)):
+        return _MAYBE_VALUE  # a value only with a (non-string / integer) literal inside: see _is_value
+    if issubclass(cls, exp.Interval):
+        return _INTERVAL
+    if issubclass(cls, (exp.In, exp.Array)):
+        return _LIST
+    if issubclass(cls, exp.Values):
+        return _VALUES
+    if issubclass(cls, exp.Anonymous):
+        return _ANONYMOUS
+    return _OTHER
+
+
 def _name(node: exp.Expression | None) -> str | None:
     while isinstance(node, _UNWRAP):
         node = node.this
@@ -185,33 +212,41 @@ class _Walker:
 
     def visit(self, node: exp.Expression) -> bool:
         """Handle ``node``; True if its subtree is done."""
-        if isinstance(node, exp.Identifier):
-            if not node.quoted and isinstance(node.this, str):
+        cls = node.__class__
+        role = _ROLES.get(cls)
+        if role is None:
+            role = _ROLES[cls] = _role(cls)
+        if role == _OTHER:
+            return False
+        if role == _IDENT:
+            if not node.quoted and isinstance(node.this, str):  # type: ignore[attr-defined]
                 node.set("this", node.this.lower())
             return True
-        if isinstance(node, exp.DataType):
+        if role == _SKIP:
             return True
-        if _is_value(node):
+        if role == _VALUE or (role == _MAYBE_VALUE and _is_value(node)):
             slot = self.add([self.member(node)], column_of(node), False)
             if id(node) in self.watch:
                 self.watch[id(node)] = slot
             node.replace(_placeholder())
             return True
-        if isinstance(node, exp.Interval):  # sqlglot reinterprets the string: '1 day' -> '1' DAY
+        if role == _MAYBE_VALUE:
+            role = _role(cls, values=False)
+        if role == _INTERVAL:  # sqlglot reinterprets the string: '1 day' -> '1' DAY
             for lit in list(node.find_all(exp.Literal)):
                 self.add([self.member(lit, const=True)], column_of(node), False)
                 lit.replace(_placeholder())
             return True
-        if isinstance(node, (exp.In, exp.Array)):
+        if role == _LIST:
             items = node.expressions
             if items and all(_is_value(i) for i in items):
                 self.add([self.member(i) for i in items], column_of(items[0]), True, in_list=isinstance(node, exp.In))
                 node.set("expressions", [_placeholder(_LIST_MARK)])
             elif isinstance(node, exp.In) and len(items) > self.in_list_fixed:
                 self.in_list_fixed = len(items)
-        elif isinstance(node, exp.Values):
-            self._values(node)
-        elif isinstance(node, exp.Anonymous) and isinstance(node.this, str):
+        elif role == _VALUES:
+            self._values(node)  # type: ignore[arg-type]
+        elif role == _ANONYMOUS and isinstance(node.this, str):
             node.set("this", node.this.lower())
         return False
 

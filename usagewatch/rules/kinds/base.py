@@ -522,6 +522,8 @@ class WindowedKind(RuleKind):
         cls = type(self)
         self._matches = None if cls.matches is WindowedKind.matches else self.matches
         self._values = None if cls.values is WindowedKind.values else self.values
+        #: whether one event can never make the pattern hold (every kind's ``holds`` needs min_runs)
+        self._bare_first = params.min_runs >= 2
 
     # hooks --------------------------------------------------------------------------------------
     def key(self, ne: NormalizedEvent) -> str:
@@ -555,9 +557,15 @@ class WindowedKind(RuleKind):
         found = keys.get(key)
         ts = ne.event.ts.timestamp()
         if found is None:
-            w = KeyWindow()
             if ts < self._oldest:
                 self._oldest = ts
+            if self._values is None and self._bare_first:
+                # a new key of a kind without values that cannot fire on one event: its window
+                # is the bare timestamp (``KeyWindow.bare``), no object needed
+                keys[key] = ts
+                self._log.append([key, ts])
+                return None
+            w = KeyWindow()
         elif found.__class__ is float:
             w = KeyWindow.of_bare(found)  # type: ignore[arg-type]
         else:

@@ -185,8 +185,13 @@ class Scanner:
 
     def _rows(self, text: str) -> list[list[str]]:
         """A group's rows of values (as ``_group`` gives them, without the offsets)."""
-        tokens = self._tokens.findall(text)
         quotes = self._quote_chars
+        if text.count("(") == 1 and text.isascii() and text.isprintable() and (
+                quotes not in text if len(quotes) == 1 else not any(q in text for q in quotes)):
+            # one row of numbers (the common IN list of ids): the regex matched "(", numbers and
+            # commas with spaces around them only (printable ASCII has no other whitespace)
+            return [text[1:-1].replace(" ", "").split(",")]
+        tokens = self._tokens.findall(text)
         if tokens.count("(") == 1:  # one row, the common IN list: tokens[0] is its "("
             del tokens[0]
             if len(quotes) == 1:

@@ -156,8 +156,8 @@ class Normalizer:
             for i, slot in enumerate(shape.slots)
         )
         return new_query(shape.fingerprint, shape.normalized_sql, shape.kind, shape.tables, literals, True,
-                               resolve(shape.traits, shape.checks, literals), shape.expressions, shape.in_list_max(),
-                               shape.unfiltered)
+                         resolve(shape.traits, shape.checks, literals), shape.expressions, shape.in_list_max(),
+                         shape.unfiltered)
 
     def _generate(self, root: exp.Expression) -> str:
         """``Dialect.generate(root, copy=False, comments=False)`` with the kept generator."""

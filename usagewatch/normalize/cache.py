@@ -17,6 +17,9 @@ How it is built. Each slot member found by the parse carries the source offset o
 scan items carry theirs. Members are matched to items by offset, and the *values* are compared too;
 any mismatch means case 3. The resulting recipe says, per slot, which scan item(s) (or which bind
 parameter) its value comes from, so a hit rebuilds exactly the literals a fresh parse would give.
+The recipes index the items by position only, so a hit (``fill``) takes its values from
+``Scanner.quick``, which gives the same items without the offsets; the entry is only stored when the
+two scans of the text agree.
 """
 
 from __future__ import annotations
@@ -207,7 +210,7 @@ def fill(entry: Entry, items: Sequence[Value], params: Sequence[str | None]) -> 
     literals: tuple[Literal, ...] = tuple(out)  # type: ignore[arg-type]
     traits = entry.traits if not entry.checks else resolve(entry.traits, entry.checks, literals)
     return new_query(entry.fingerprint, entry.normalized_sql, entry.kind, entry.tables, literals, True,
-                           traits, entry.expressions, in_max, entry.unfiltered)
+                     traits, entry.expressions, in_max, entry.unfiltered)
 
 
 def build_entry(shape: Shape, items: list[Item]) -> Entry | object:

@@ -147,3 +147,20 @@ def test_hits_build_the_same_objects_as_the_model_classes() -> None:
     assert pickle.loads(pickle.dumps(q)) == q
     with pytest.raises(AttributeError):
         q.kind = "insert"  # type: ignore[misc]
+
+
+def test_texts_without_literals_are_scanned_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A prepared statement's text is the same at every execution: its scan is remembered (bounded)."""
+    import usagewatch.normalize as normalize_mod
+
+    n, fresh = Normalizer("postgres"), Normalizer("postgres", cache_size=0)
+    sql = "SELECT *\n  FROM t WHERE id = $1 AND name LIKE $2"
+    for i in range(20):
+        params = [str(i), "%x" if i % 2 else "x%"]
+        assert n.normalize(sql, params) == fresh.normalize(sql, params)
+    n.normalize("SELECT * FROM t WHERE id = 5")  # has a literal: not remembered
+    assert list(n._plain_texts) == [sql] and n.stats.hits == 19
+    monkeypatch.setattr(normalize_mod, "_PLAIN_TEXTS", 3)
+    for i in range(7):
+        n.normalize(f"SELECT c{i} FROM t WHERE id = $1", ["1"])
+    assert len(n._plain_texts) <= 3

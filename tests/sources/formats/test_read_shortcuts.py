@@ -301,6 +301,24 @@ ODD_ENTRIES = [
     ENTRY.replace(QT_LINE, QT_LINE[:60]),
     ENTRY.replace(QT_LINE, QT_LINE + "\n# Rows_affected: 0  Bytes_sent: 56  Schema: zz"),
     ENTRY.replace("yusuf_l[yusuf_l]", "Errno: 5[Errno: 5]"),
+    ENTRY.replace("Lock_time: 0.000156 Rows_sent: 3  Rows_examined: 24 Thread_id: 11 Errno: 0",
+                  "Lock_time: 0.000156  Rows_sent: 3  Rows_examined: 24"),  # MariaDB's spacing
+    ENTRY.replace(" Thread_id: 11 Errno: 0", " Thread_id: 11"),
+    ENTRY.replace(" Thread_id: 11 Errno: 0", " Errno: 0 Thread_id: 11"),
+    ENTRY.replace("Thread_id: 11 Errno: 0", "Thread_id: 11\tErrno: 0"),
+    ENTRY.replace("Rows_sent: 3  Rows_examined", "Rows_sent: 3\tRows_examined"),
+    ENTRY.replace("Lock_time: 0.000156", "Lock_time: Errno:"),
+    ENTRY.replace("Lock_time: 0.000156", "Lock_time: Rows_sent:"),
+    ENTRY.replace("Query_time: 0.152014", "Query_time: Rows_sent:"),
+    ENTRY.replace("# Query_time", "#  Query_time"),
+    ENTRY.replace("# Query_time", "x# Query_time"),
+    ENTRY.replace("\n# Query_time", " # Query_time"),
+    ENTRY.replace("# Time: 2026-11-02T08:00:00.000292Z\n", ""),
+    ENTRY.replace("# Time: 2026-11-02T08:00:00.000292Z\n", "# Time: 2026-11-02T08:00:00.000292Z Schema: q\n"),
+    ENTRY.replace("  Id:    11", "  Id:    11 Thread_id: 12"),
+    ENTRY.replace("Errno: 0 Killed: 0", "Errno: 0 Schema: s Killed: 0"),
+    ENTRY.replace("End: 2026-11-02T08:00:00.000292Z", "End: 2026-11-02T08:00:00.000292Z Rows_examined: 1"),
+    ENTRY.replace(QT_LINE, QT_LINE + "\n# Query_time: 9  Lock_time: 0 Rows_sent: 8  Rows_examined: 7"),
     ENTRY.replace("  Id:    11", ""),
     ENTRY.replace("User@Host: yusuf_l[yusuf_l] @", "User@Host: broken"),
     ENTRY.replace("2026-11-02T08:00:00.000292Z", "261102  8:00:00"),
@@ -354,7 +372,9 @@ def test_header_fields_equal_the_full_scan_for_the_keys_read() -> None:
     headers = [e.split("\nuse ")[0] for e in ODD_ENTRIES] + [
         "# A: Errno: 5", "# Errno: 1 A: Errno: 5", "# Errno: 1 A: b: Errno: 5", "Errno: 5", "Errno: ",
         "# Query_time: 1 Errno:\u00a07 Errno: 8", "# Query_time: 1\n# Errno:  Errno: 3\n", "", "# none here",
-        "# Schema: a Schema: b: c", "# Schema: a: Schema: b",
+        "# Schema: a Schema: b: c", "# Schema: a: Schema: b", "# A: Errno: x: 7", "# A: Errno: Rows_sent: x: 7",
+        "# Rows_sent: 1 A: Errno: x: Rows_sent: 2", "# Query_time: 1  Lock_time: 2 Rows_sent: 3  Rows_examined: 4 "
+        "Thread_id: 5 Errno: 6: 7", "# Query_time: 1  Lock_time: 2 Rows_sent: 3  Rows_examined: 4 Thread_id: 5",
     ]
     for h in headers:
         full = dict(ms._KV_RE.findall(h))

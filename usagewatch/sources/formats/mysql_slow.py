@@ -52,11 +52,14 @@ _HEADER_RE = re.compile(rb"\n# (?:(Time): \d|User@Host: )")  # a literal prefix:
 _USER_HOST_RE = re.compile(
     r"# User@Host: ([^\[\s]*)\[([^\]]*)\] @ ?(\S*) ?\[([^\]]*)\](?:\s+Id:\s*(\d+))?")
 _KV_RE = re.compile(r"(\w+): (\S*)")
+_BODY_START_RE = re.compile(r"\n(?!#)")  # a literal first character: a fast C scan
 _USE_RE = re.compile(r"use (`?)([^`;]+)\1;\s*$", re.I)
 _SET_TS_RE = re.compile(r"^SET (?:[^;]*,)?timestamp=(\d+)[,;]")
 
 
 _NEEDED = ("Query_time: ", "Rows_sent: ", "Rows_examined: ", "Errno: ", "Thread_id: ", "Schema: ")
+_QUERY_TIME_RE = re.compile(r"# Query_time: (\S*) +Lock_time: \S* +Rows_sent: (\S*) +Rows_examined: (\S*)"
+                            r"(?: +Thread_id: (\S*) +Errno: (\S*))?")
 _SPACE_RE = re.compile(r"\s")
 _USER_HOSTS_MAX = 4096
 
@@ -64,23 +67,48 @@ _USER_HOSTS_MAX = 4096
 def _header_fields(header: str) -> dict[str, str]:
     """``dict(_KV_RE.findall(header))`` as far as the keys ``parse`` reads (``_NEEDED``) go.
 
-    MySQL 8's ``log_slow_extra`` writes about 30 "Key: value" pairs, the last of ``_NEEDED``
-    (Errno) sixth: the scan stops after the value that follows the last place any needed key
-    appears. No match of the full scan crosses that point (it is whitespace, not the space of a
-    ": "), so the matches before it are the full scan's, and none after it has a needed key.
+    A regex scan of "Key: value" pairs costs per character, and MySQL 8's ``log_slow_extra``
+    writes about 30 pairs. No match crosses a newline, so a scan is in step at any line start.
+    MySQL's ``# Query_time: .. Lock_time: .. Rows_sent: .. Rows_examined: ..[ Thread_id: ..
+    Errno: ..]`` line start is read with one anchored match: its pairs are the full scan's matches
+    there, and when no needed key appears anywhere else in the header, they are all that counts.
+    Anything else goes through ``_fields_scanned``.
     """
-    last, width = -1, 0
+    at = header.find("# Query_time: ")
+    if at >= 0 and (at == 0 or header[at - 1] == "\n"):
+        m = _QUERY_TIME_RE.match(header, at)
+        if m is not None:
+            before, after = header[:at], header[m.end():]
+            for key in _NEEDED:
+                if key in before or key in after:
+                    break
+            else:
+                query_time, rows_sent, rows_examined, thread_id, errno = m.groups()
+                kv = {"Query_time": query_time, "Rows_sent": rows_sent, "Rows_examined": rows_examined}
+                if thread_id is not None:
+                    kv["Thread_id"], kv["Errno"] = thread_id, errno
+                return kv
+    return _fields_scanned(header)
+
+
+def _fields_scanned(header: str) -> dict[str, str]:
+    """``_header_fields`` of any header: the scan covers only the lines from the first place a
+    needed key appears to the end of the value after the last place one appears. No match outside
+    that has a needed key, and one the end would cut (a ": " right there) starts after that last
+    place, so its key is not needed either."""
+    first, last, width = len(header), -1, 0
     for key in _NEEDED:
-        at = header.rfind(key)
-        if at > last:
-            last, width = at, len(key)
+        at = header.find(key)
+        if at >= 0:
+            first = min(first, at)
+            at = header.rfind(key, at)
+            if at > last:
+                last, width = at, len(key)
     if last < 0:
         return {}
     m = _SPACE_RE.search(header, last + width)
     end = m.start() if m else len(header)
-    if end < len(header) and header[end - 1] == ":" and header[end] == " ":  # may be inside a match
-        return dict(_KV_RE.findall(header))
-    return dict(_KV_RE.findall(header, 0, end))
+    return dict(_KV_RE.findall(header, header.rfind("\n", 0, first) + 1, end))
 
 
 def _int(value: str | None) -> int | None:
@@ -125,17 +153,17 @@ class MysqlSlow(MysqlFormat):
             "schema": None, "query_time": None, "rows_sent": None, "rows_examined": None,
             "errno": None, "use_db": None, "set_timestamp": None, "sql": None, "admin": None,
         }
-        # the header block: the leading lines that start with "#" (what ``^(?!#)`` finds, by lines)
-        split, n = 0, len(text)
-        while text.startswith("#", split):
-            nl = text.find("\n", split)
-            if nl < 0:
-                split = n
-                break
-            split = nl + 1
+        # the header block: the leading lines that start with "#" (what ``^(?!#)`` with re.M finds,
+        # without trying every position)
+        if text.startswith("#"):
+            m = _BODY_START_RE.search(text)
+            split = m.start() + 1 if m else len(text)
+        else:
+            split = 0
         header, body = text[:split], text[split:]
         for line in header.split("\n"):
-            if line.startswith("# Time: "):
+            what = line[2:7]  # tells the three kinds of lines read here apart without three calls
+            if what == "Time:" and line.startswith("# Time: "):
                 rest = line[8:].rstrip("\r")
                 glued = rest.find(" # User@Host: ")  # Percona's microslow patch: one line
                 if glued >= 0:
@@ -145,9 +173,9 @@ class MysqlSlow(MysqlFormat):
                     out["time"] = self._time(rest)
                 except ValueError:
                     raise BadRecord("slow-time", repr(rest[:60])) from None
-            elif line.startswith("# User@Host: "):
+            elif what == "User@" and line.startswith("# User@Host: "):
                 self._user_host(line, out)
-            elif line.startswith("# administrator command: "):
+            elif what == "admin" and line.startswith("# administrator command: "):
                 out["admin"] = line[25:].rstrip().rstrip(";")
         kv = _header_fields(header)
         if "Query_time" in kv:

@@ -1,10 +1,12 @@
 """The reader's shortcuts give what the long way gives: the PostgreSQL timestamp cache (last text,
 then per second and zone) across second boundaries, DST changes, zone switches and odd shapes; the
-csvlog protocol-step shortcut (``parse_into``) against ``parse`` + ``feed``; the mysql-slow parse
-against the parse it replaced (kept here verbatim as the reference), on real logs and odd entries."""
+csvlog ``duration:`` shortcut (``parse_into``) against ``parse`` + ``feed``; the mysql-slow parse and
+framing against the ones they replaced (kept here verbatim as references), on real logs and odd
+entries."""
 
 from __future__ import annotations
 
+import random
 import re
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -18,6 +20,7 @@ from usagewatch.sources.files import FileSource
 from usagewatch.sources.formats import formats
 from usagewatch.sources.formats import mysql_slow as ms
 from usagewatch.sources.formats import postgres_events as pe
+from usagewatch.sources.formats.mysql_common import banner_starts, ends_before
 from usagewatch.sources.formats.postgres_csvlog import PostgresCsvlog
 
 ODD_TIMES = [
@@ -407,3 +410,36 @@ def test_reader_skips_records_just_over_max_record_bytes(tmp_path) -> None:
     chunks = list(src.read(str(log), at_eof=True))
     assert [e.sql for c in chunks for e in c.events] == ["SELECT 1", "SELECT 3"]
     assert sum((c.bad for c in chunks), start=type(chunks[0].bad)()) == {"record-too-large": 1}
+
+
+_OLD_HEADER_RE = re.compile(rb"\n# (?:(Time): \d|User@Host: )")
+
+
+def _old_slow_frame(data: bytes, at_eof: bool) -> list[int]:
+    starts: list[int] = []
+    time_line_end = data.find(b"\n") + 1 if data.startswith(b"# Time: ") else -1
+    for m in _OLD_HEADER_RE.finditer(data):
+        s = m.start() + 1
+        if m.group(1):
+            starts.append(s)
+            time_line_end = data.find(b"\n", s) + 1
+        elif s != time_line_end:
+            starts.append(s)
+    banners = banner_starts(data)
+    if banners:
+        starts = sorted(set(starts).union(banners))
+    return ends_before(starts, len(data), at_eof)
+
+
+def test_mysql_slow_framing_equals_the_framing_before_its_shortcut() -> None:
+    pieces = [b"# Time: 1\n", b"# Time: x\n", b"# User@Host: a[a] @ h []\n", b"SELECT 1;\n", b"\n", b"# Time: 2",
+              b"# User@Host: ", b"\r\n", b"# Query_time: 1\n", b"/usr/sbin/mysqld, Version: 8 started with:\n",
+              b"# Time: 261126  4:39:19\n", b"# Time: 3\r\n"]
+    rng = random.Random(7)
+    samples = [path.read_bytes() for path in SLOW_LOGS]
+    samples += [b"".join(rng.choice(pieces) for _ in range(rng.randint(0, 8))) for _ in range(3000)]
+    fmt = ms.MysqlSlow()
+    for data in samples:
+        for cut in {len(data), len(data) // 2, len(data) // 3}:
+            for at_eof in (False, True):
+                assert fmt.frame(data[:cut], at_eof) == _old_slow_frame(data[:cut], at_eof), data[:cut]

@@ -48,7 +48,9 @@ from usagewatch.sources.formats.mysql_common import (
     is_banner,
 )
 
-_HEADER_RE = re.compile(rb"\n# (?:(Time): \d|User@Host: )")  # a literal prefix: a fast C scan
+# Where entries start: a "# Time:" line (with the User@Host line right after it, which belongs to
+# it), or a User@Host line. A literal prefix: a fast C scan.
+_HEADER_RE = re.compile(rb"\n# (?:Time: \d[^\n]*+(?:\n# User@Host: )?|User@Host: )")
 _USER_HOST_RE = re.compile(
     r"# User@Host: ([^\[\s]*)\[([^\]]*)\] @ ?(\S*) ?\[([^\]]*)\](?:\s+Id:\s*(\d+))?")
 _KV_RE = re.compile(r"(\w+): (\S*)")
@@ -127,16 +129,14 @@ class MysqlSlow(MysqlFormat):
         self._user_hosts: dict[str, tuple[str, str | None, str | None, int | None]] = {}
 
     def frame(self, data: bytes, at_eof: bool) -> list[int]:
-        starts: list[int] = []
-        # data starts at a record start; a "# Time:" there is not matched (no "\n" before it)
-        time_line_end = data.find(b"\n") + 1 if data.startswith(b"# Time: ") else -1
-        for m in _HEADER_RE.finditer(data):
-            s = m.start() + 1
-            if m.group(1):  # "# Time:": a new entry; a User@Host right after it belongs to it
-                starts.append(s)
-                time_line_end = data.find(b"\n", s) + 1
-            elif s != time_line_end:
-                starts.append(s)
+        # data starts at a record start; a "# Time:" there is not matched (no "\n" before it), and
+        # a User@Host line right after it belongs to it: the search starts past that line's "\n"
+        pos = 0
+        if data.startswith(b"# Time: "):
+            nl = data.find(b"\n")
+            if nl >= 0 and data.startswith(b"# User@Host: ", nl + 1):
+                pos = nl + 1
+        starts = [m.start() + 1 for m in _HEADER_RE.finditer(data, pos)]
         banners = banner_starts(data)
         if banners:
             starts = sorted(set(starts).union(banners))

@@ -443,3 +443,19 @@ def test_mysql_slow_framing_equals_the_framing_before_its_shortcut() -> None:
         for cut in {len(data), len(data) // 2, len(data) // 3}:
             for at_eof in (False, True):
                 assert fmt.frame(data[:cut], at_eof) == _old_slow_frame(data[:cut], at_eof), data[:cut]
+
+
+def test_bind_parameters_shortcut_equals_the_value_by_value_parse() -> None:
+    values = ["'178'", "''", "NULL", "'NULL'", "'a, $2 = ''b'''", "'it''s'", "'x'", "'2026-09-26'", "'$1 = '",
+              "'multi\nline'", "'unterminated", "'trunc...'", "5", "'\u00e9'", "'a', 'b'"]
+    rng = random.Random(3)
+    details = ["parameters: $1 = '178'", "parameters: $1 = '178', $2 = NULL", "parameters: $", "parameters: $1",
+               "parameters: $1 = ", "parameters: $1 = '1',$2 = '2'", "parameters: $1 = '1', $2 = '2', ",
+               "parameters: $\u0661 = '1'", "parameters: $1 = '1' ", "prepare: SELECT 1", "", None]
+    for _ in range(3000):
+        parts = [f"${i + 1} = {rng.choice(values)}" for i in range(rng.randint(1, 5))]
+        sep = rng.choice([", ", ", ", ", ", ",", " , "])
+        details.append("parameters: " + sep.join(parts) + rng.choice(["", "", " ", "x"]))
+    for detail in details:
+        want = pe._parse_params(detail) if detail and detail.startswith("parameters: $") else ()
+        assert pe.parse_params(detail) == want, detail

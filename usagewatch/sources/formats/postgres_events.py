@@ -26,6 +26,7 @@ with ``lc_messages='C'`` (or English); translated logs come out as "not-a-query"
 
 from __future__ import annotations
 
+import re
 from datetime import datetime, timedelta, timezone, tzinfo
 from typing import Any, cast
 
@@ -164,12 +165,23 @@ def to_int(text: str | int | None) -> int | None:
 # --- bind parameters --------------------------------------------------------------------------
 
 
+_QUOTED_PARAMS_RE = re.compile(r"parameters: \$\d+ = '[^']*'(?:, \$\d+ = '[^']*')*")
+_QUOTED_PARAM_RE = re.compile(r"\$\d+ = '([^']*)'")
+
+
 def parse_params(detail: str | None) -> tuple[str | None, ...]:
     """Values of a ``parameters: $1 = '178', $2 = NULL`` DETAIL, in order ('' unescaped, NULL ->
     None). Anything else (no DETAIL, ``prepare: ...``) gives (). A value PostgreSQL truncated
     (``log_parameter_max_length``) keeps its trailing ``...``."""
     if not detail or not detail.startswith("parameters: $"):
         return ()
+    if _QUOTED_PARAMS_RE.fullmatch(detail):  # every value quoted, none with a quote inside: the
+        return tuple(_QUOTED_PARAM_RE.findall(detail, 12))  # usual case, two C scans
+    return _parse_params(detail)
+
+
+def _parse_params(detail: str) -> tuple[str | None, ...]:
+    """``parse_params`` of any ``parameters: $...`` DETAIL, one value at a time."""
     s, n, i = detail, len(detail), 12
     out: list[str | None] = []
     while i < n and s[i] == "$":

@@ -145,15 +145,19 @@ def _cells(row: Row) -> tuple[Any, ...]:
 class _Many:
     """The entries of a window that holds more than one: timestamps in an ``array('d')`` (8 bytes
     each), the rows in a list, and per-name value counts. Evicted entries before ``head`` are
-    dropped in bulk once they are half the arrays (amortised O(1) per event, no deque blocks)."""
+    dropped in bulk once they are half the arrays (amortised O(1) per event, no deque blocks).
+
+    The counts are built the first time a distinct count is asked for and kept up to date from
+    then on: a kind asks only once the window has its ``min_runs`` entries, which most keys never
+    reach, so most windows never count at all."""
 
     __slots__ = ("times", "rows", "head", "counts")
 
-    def __init__(self, times: array[float], rows: list[Row], counts: dict[str, Counter[str | None]]):
+    def __init__(self, times: array[float], rows: list[Row]):
         self.times = times
         self.rows = rows
         self.head = 0
-        self.counts = counts
+        self.counts: dict[str, Counter[str | None]] | None = None
 
 
 class KeyWindow:
@@ -244,15 +248,12 @@ class KeyWindow:
         elif isinstance(data, _Many):
             data.times.append(ts)
             data.rows.append(row)
-            if row != ():
+            if row != () and data.counts is not None:
                 self._count(data.counts, row, 1)
             if data.times[data.head] >= self.last_ts - window:
                 return  # nothing to evict (most adds)
         else:
-            counts: dict[str, Counter[str | None]] = {}
-            self._count(counts, self._row, 1)
-            self._count(counts, row, 1)
-            data = self._data = _Many(array("d", (data, ts)), [self._row, row], counts)
+            data = self._data = _Many(array("d", (data, ts)), [self._row, row])
             self._row = ()
         self._evict(self.last_ts - window)
 
@@ -265,10 +266,11 @@ class KeyWindow:
             if data < horizon:
                 self._data, self._row = None, ()
             return
-        times, rows, h = data.times, data.rows, data.head
+        times, rows, h, counts = data.times, data.rows, data.head, data.counts
         n = len(times)
         while h < n and times[h] < horizon:
-            self._count(data.counts, rows[h], -1)
+            if counts is not None:
+                self._count(counts, rows[h], -1)
             rows[h] = None
             h += 1
         if h == n:
@@ -307,11 +309,20 @@ class KeyWindow:
         for ts, row in zip(data.times[h:], data.rows[h:], strict=True):
             yield ts, self._values(row)
 
+    def _counts(self, data: _Many) -> dict[str, Counter[str | None]]:
+        counts = data.counts
+        if counts is None:
+            counts = data.counts = {}
+            for row in data.rows[data.head:]:
+                if row != ():
+                    self._count(counts, row, 1)
+        return counts
+
     def distinct(self, name: str) -> int:
         """Different values of ``name`` in the window."""
         data = self._data
         if isinstance(data, _Many):
-            return len(data.counts.get(name, ()))
+            return len(self._counts(data).get(name, ()))
         if data is None or name not in self.names:
             return 0
         cells = _cells(self._row)
@@ -322,7 +333,7 @@ class KeyWindow:
         """The most different values any one name has in the window."""
         data = self._data
         if isinstance(data, _Many):
-            return max((len(c) for c in data.counts.values()), default=0)
+            return max((len(c) for c in self._counts(data).values()), default=0)
         if data is None:
             return 0
         return int(any(v is not MISSING for v in _cells(self._row)))

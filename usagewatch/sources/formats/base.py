@@ -90,8 +90,8 @@ class LogFormat:
 
     def parse_into(self, raw: bytes, assembler: Assembler, position: str) -> list[QueryEvent]:
         """``assembler.feed(self.parse(raw), position)``: what the file reader does with each
-        framed record. A format may override it with a shortcut for records the assembler would
-        only count (the same events, counters and ``BadRecord`` as the long way)."""
+        framed record. A format may override it with a shortcut that skips work the assembler
+        does not need (the same events, counters and ``BadRecord`` as the long way)."""
         return assembler.feed(self.parse(raw), position)
 
     def assembler(self, source: str) -> Assembler:

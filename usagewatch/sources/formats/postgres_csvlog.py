@@ -97,6 +97,14 @@ class PostgresCsvlog(LogFormat):
         self._line = _Line()
         self._csv = csv.reader(self._line)
 
+    def __getstate__(self) -> dict[str, Any]:  # a csv.reader does not pickle; a new one is made
+        return {k: v for k, v in self.__dict__.items() if k not in ("_line", "_csv")}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._line = _Line()
+        self._csv = csv.reader(self._line)
+
     def frame(self, data: bytes, at_eof: bool) -> list[int]:
         return frame_lines(data, at_eof, quoted=True)
 

@@ -164,3 +164,17 @@ def test_texts_without_literals_are_scanned_once(monkeypatch: pytest.MonkeyPatch
     for i in range(7):
         n.normalize(f"SELECT c{i} FROM t WHERE id = $1", ["1"])
     assert len(n._plain_texts) <= 3
+
+
+def test_a_text_holding_the_cache_keys_value_marks_is_never_served_from_the_cache():
+    """The cache key replaces values with the control characters \\x01-\\x03; a text that holds
+    them itself could share a key with another text, so it is always parsed on its own."""
+    from usagewatch.normalize import Normalizer
+
+    n = Normalizer(dialect="postgres")
+    n.normalize("SELECT a FROM t WHERE b = 5")
+    for odd in ("SELECT a FROM t WHERE b = \x01", "SELECT a FROM t WHERE b = '\x02'", "SELECT a FROM t WHERE b IN \x03"):
+        hits = n.stats.hits
+        got = [n.normalize(odd), n.normalize(odd)]  # the second time too: nothing was cached for it
+        assert n.stats.hits == hits
+        assert got == [Normalizer(dialect="postgres").normalize(odd)] * 2

@@ -241,9 +241,14 @@ class Scanner:
         key = self._main.sub(repl, sql)
         # collapse whitespace as ``scan`` does, unless it is collapsed already: printable ASCII has no
         # whitespace but " ", so then only doubled, leading or trailing spaces need the split (~1/5)
-        if not (sql.isascii() and sql.isprintable() and "  " not in key and key[:1] != " " and key[-1:] != " "):
+        printable = sql.isascii() and sql.isprintable()
+        if not (printable and "  " not in key and key[:1] != " " and key[-1:] != " "):
             key = " ".join(key.split())
         safe = "\\" not in sql and "'''" not in sql and '"""' not in sql and ("$" not in sql or _DOLLAR_QUOTE.search(sql) is None)
+        if safe and not printable:
+            # a text holding the marks the key uses for values could share a key with another
+            # text: never served from (or stored in) the cache
+            safe = NUM_MARK not in sql and STR_MARK not in sql and GROUP_MARK not in sql
         return key, values, safe
 
 

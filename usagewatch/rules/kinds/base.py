@@ -529,10 +529,9 @@ class WindowedKind(RuleKind):
         #: no window's last_ts is older than this (a lower bound): a sweep before it has nothing to do
         self._oldest = float("inf")
         self._key_of = key_function(params.group_by)
-        #: the per-event hooks, None where a kind keeps the default (no call per event for them)
-        cls = type(self)
-        self._matches = None if cls.matches is WindowedKind.matches else self.matches
-        self._values = None if cls.values is WindowedKind.values else self.values
+        #: the values hook, None where a kind keeps the default (no call per event for it); what a
+        #: kind checks per event before counting goes through ``event_check`` and ``shape_matches``
+        self._values = None if type(self).values is WindowedKind.values else self.values
         #: whether one event can never make the pattern hold (every kind's ``holds`` needs min_runs)
         self._bare_first = params.min_runs >= 2
 
@@ -543,10 +542,6 @@ class WindowedKind(RuleKind):
 
     def values(self, ne: NormalizedEvent) -> dict[str, str | None]:
         return {}
-
-    def matches(self, ne: NormalizedEvent) -> bool:
-        """Whether the event counts at all (kinds that look at one query's shape or outcome)."""
-        return True
 
     def progress(self, w: KeyWindow) -> dict[str, Any]:
         """How far a key is from firing, for ``rules test --explain``: counts against thresholds."""
@@ -559,28 +554,30 @@ class WindowedKind(RuleKind):
         """Fill the kind-specific parts of ``update`` (varying, distinct_values, samples, details)."""
 
     # machinery ----------------------------------------------------------------------------------
+    def _window(self, found: KeyWindow | float | None, ts: float) -> KeyWindow:
+        """The window object for a key's entry in ``keys`` (None: a new key, seen at ``ts``)."""
+        if found is None:
+            if ts < self._oldest:
+                self._oldest = ts
+            return KeyWindow()
+        if found.__class__ is float:
+            return KeyWindow.of_bare(found)  # type: ignore[arg-type]
+        return found  # type: ignore[return-value]
+
     def observe(self, ne: NormalizedEvent) -> str | None:
-        matches = self._matches
-        if matches is not None and not matches(ne):
-            return None
         key = self.key(ne)
         keys = self.keys
         found = keys.get(key)
         ts = ne.event.ts.timestamp()
-        if found is None:
+        if found is None and self._values is None and self._bare_first:
+            # a new key of a kind without values that cannot fire on one event: its window is
+            # the bare timestamp (``KeyWindow.bare``), no object needed
             if ts < self._oldest:
                 self._oldest = ts
-            if self._values is None and self._bare_first:
-                # a new key of a kind without values that cannot fire on one event: its window
-                # is the bare timestamp (``KeyWindow.bare``), no object needed
-                keys[key] = ts
-                self._log.append([key, ts])
-                return None
-            w = KeyWindow()
-        elif found.__class__ is float:
-            w = KeyWindow.of_bare(found)  # type: ignore[arg-type]
-        else:
-            w = found  # type: ignore[assignment]
+            keys[key] = ts
+            self._log.append([key, ts])
+            return None
+        w = self._window(found, ts)
         if w.episode is not None and ts - w.last_ts > self.window:
             # this event ends the key's episode (quiet for a whole window) and may start another:
             # keep the ended one's final update, the same batch may hold both
@@ -697,15 +694,7 @@ class WindowedKind(RuleKind):
         window = self.window
         for entry in entries:
             key, ts = entry[0], float(entry[1])
-            found = keys.get(key)
-            if found is None:
-                w = KeyWindow()
-                if ts < self._oldest:
-                    self._oldest = ts
-            elif found.__class__ is float:
-                w = KeyWindow.of_bare(found)  # type: ignore[arg-type]
-            else:
-                w = found  # type: ignore[assignment]
+            w = self._window(keys.get(key), ts)
             w.add(ts, entry[2] if len(entry) > 2 else {}, window)
             bare = w.bare()
             keys[key] = w if bare is None else bare

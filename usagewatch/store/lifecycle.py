@@ -31,14 +31,23 @@ class CommitResult:
     silenced: list[int] = field(default_factory=list)
 
 
-def active_silence(conn: Connection, rule: str, user: str | None, now: datetime) -> int | None:
-    """The id of an unexpired silence matching this rule and user."""
-    rows = conn.execute(sa.select(silences.c.id, silences.c.rule, silences.c.user)
-                        .where(silences.c.expires_at > now).order_by(silences.c.id)).all()
-    for r in rows:
+def live_silences(conn: Connection, now: datetime) -> list[Any]:
+    """The unexpired silences (id, rule glob, user glob), oldest first."""
+    return list(conn.execute(sa.select(silences.c.id, silences.c.rule, silences.c.user)
+                             .where(silences.c.expires_at > now).order_by(silences.c.id)).all())
+
+
+def silence_for(live: list[Any], rule: str, user: str | None) -> int | None:
+    """The id of the first of ``live`` silences matching this rule and user."""
+    for r in live:
         if fnmatch.fnmatchcase(rule, r.rule) and fnmatch.fnmatchcase(user or "", r.user):
             return int(r.id)
     return None
+
+
+def active_silence(conn: Connection, rule: str, user: str | None, now: datetime) -> int | None:
+    """The id of an unexpired silence matching this rule and user."""
+    return silence_for(live_silences(conn, now), rule, user)
 
 
 def _notify(conn: Connection, fid: int, event: str, u: FindingUpdate, now: datetime, result: CommitResult) -> None:
@@ -85,8 +94,8 @@ def apply_updates(conn: Connection, updates: list[FindingUpdate], now: datetime,
     """Apply a batch's updates. Most are a firing pattern's new counts for a finding that is still
     active: those are found with one SELECT per 500 keys and written with one executemany UPDATE
     (one round of statements per batch instead of four per update: a replay of a busy log touches
-    hundreds of firing findings per batch). Findings for keys that never had one are opened in bulk
-    too (``_open_new``). Reopening and anything unusual (the same key
+    hundreds of firing findings per batch). The same SELECT tells the keys that never had a
+    finding: those are opened in bulk (``_open_new``). Reopening and anything unusual (the same key
     twice in one batch) goes through ``apply_update`` one by one, in order."""
     keys = [(u.rule, u.key) for u in updates]
     if len(set(keys)) != len(keys):
@@ -94,19 +103,19 @@ def apply_updates(conn: Connection, updates: list[FindingUpdate], now: datetime,
             apply_update(conn, u, now, howto_base, result)
         return
     active: dict[tuple[str, str], Any] = {}
+    known: set[tuple[str, str]] = set()  # keys with a finding in any status
     wanted = set(keys)
     names = sorted({k for _, k in keys})
     for i in range(0, len(names), 500):
-        rows = conn.execute(sa.select(findings).where(findings.c.key.in_(names[i:i + 500]),
-                                                      findings.c.status.in_(ACTIVE_STATUSES))).all()
-        for r in rows:
-            if (r.rule, r.key) in wanted:
-                active[(r.rule, r.key)] = r._mapping
+        for r in conn.execute(sa.select(findings).where(findings.c.key.in_(names[i:i + 500]))):
+            k = (r.rule, r.key)
+            if k in wanted:
+                known.add(k)
+                if r.status in ACTIVE_STATUSES:
+                    active[k] = r._mapping
     if conn.dialect.insert_executemany_returning_sort_by_parameter_order:
-        others = [u for u in updates if (u.rule, u.key) not in active]
-        known = _keys_with_findings(conn, others)
-        _open_new(conn, [u for u in others if (u.rule, u.key) not in known], now, howto_base, result)
-        updates = [u for u in updates if (u.rule, u.key) in active or (u.rule, u.key) in known]
+        _open_new(conn, [u for u in updates if (u.rule, u.key) not in known], now, howto_base, result)
+        updates = [u for u in updates if (u.rule, u.key) in known]
     bulk: list[dict[str, Any]] = []
     runs: list[tuple[int, str, int]] = []
     for u in updates:
@@ -122,17 +131,6 @@ def apply_updates(conn: Connection, updates: list[FindingUpdate], now: datetime,
         conn.execute(_BULK_UPDATE, bulk)
     for fid, day, n in runs:
         add_runs(conn, fid, day, n)
-
-
-def _keys_with_findings(conn: Connection, updates: list[FindingUpdate]) -> set[tuple[str, str]]:
-    """The (rule, key) of these updates that have a finding already (in any status)."""
-    wanted = {(u.rule, u.key) for u in updates}
-    names = sorted({k for _, k in wanted})
-    out: set[tuple[str, str]] = set()
-    for i in range(0, len(names), 500):
-        rows = conn.execute(sa.select(findings.c.rule, findings.c.key).where(findings.c.key.in_(names[i:i + 500])))
-        out.update(k for k in ((r.rule, r.key) for r in rows) if k in wanted)
-    return out
 
 
 def _open_new(conn: Connection, updates: list[FindingUpdate], now: datetime, howto_base: str,
@@ -152,13 +150,11 @@ def _open_new(conn: Connection, updates: list[FindingUpdate], now: datetime, how
             for fid, u in zip(ids, updates, strict=True) if u.count > 0]
     if days:
         conn.execute(finding_days.insert(), days)
-    live = conn.execute(sa.select(silences.c.id, silences.c.rule, silences.c.user)
-                        .where(silences.c.expires_at > now).order_by(silences.c.id)).all()
+    live = live_silences(conn, now)
     pending = []
     for fid, u in zip(ids, updates, strict=True):
         result.new_findings[fid] = u.title
-        silence = next((int(r.id) for r in live if fnmatch.fnmatchcase(u.rule, r.rule)
-                        and fnmatch.fnmatchcase(u.user or "", r.user)), None)
+        silence = silence_for(live, u.rule, u.user)
         if silence is not None:  # as ``_notify``: the finding is kept, its alert held back
             conn.execute(findings.update().where(findings.c.id == fid).values(silenced_by=silence))
             result.silenced.append(fid)

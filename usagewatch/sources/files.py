@@ -300,7 +300,7 @@ class FileSource:
             raw = data[prev:end]
             pos = start + prev
             prev = end
-            if end - pos + start > max_bytes:  # len(raw), without a call
+            if len(raw) > max_bytes:
                 bad["record-too-large"] += 1
                 self._warn(path, pos, f"record of {len(raw)} bytes skipped (max_record_bytes)")
                 continue

@@ -23,7 +23,7 @@ from usagewatch.normalize import Normalizer
 from usagewatch.rules import RuleEngine, load_rules
 from usagewatch.sources import Source
 from usagewatch.sources.files import Chunk, FileSource
-from usagewatch.store import Batch, Store
+from usagewatch.store import Batch, Store, window_owner
 from usagewatch.usage.aggregate import UsageAccumulator, UsageDelta
 
 log = logging.getLogger(__name__)
@@ -168,6 +168,8 @@ class Pipeline:
         self.sources = sources if sources is not None else [
             make_source(s, config.follow) for s in config.sources]
         self.on_commit = on_commit
+        #: the logged window events this pipeline restores and drains are those of its sources
+        self.owner = window_owner([s.name for s in self.sources])
         self.stats = Stats()
         self.metrics = Metrics(config, store)
         self.evaluator = Evaluator(RuleEngine(load_rules(config.rules, config.rule_overrides)), config.usage.enabled)
@@ -184,7 +186,7 @@ class Pipeline:
             src.load(self.store.cursors(src.name))
         # fresh kind objects: the windows in memory may hold events of a batch that was not saved
         engine = RuleEngine([replace(r, kind=type(r.kind)(r.spec, r.kind.params)) for r in self.engine.rules])
-        engine.restore(self.store.windows(), self.store.window_log())
+        engine.restore(self.store.windows(), self.store.window_log(self.owner))
         self.evaluator.engine = engine
 
     def step(self, chunk: Chunk) -> None:
@@ -197,7 +199,7 @@ class Pipeline:
         group = chunks if isinstance(chunks, list) else [chunks]
         updates, unparsed, evaluations = ev.updates, ev.unparsed, ev.evaluations
         self.stats.unparsed_sql += unparsed
-        result = self.store.commit(Batch(updates, [c.cursor for c in group], ev.windows, ev.usage))
+        result = self.store.commit(Batch(updates, [c.cursor for c in group], ev.windows, ev.usage, self.owner))
         s = self.stats
         for chunk in group:
             s.files.add(chunk.path)

@@ -15,6 +15,7 @@ from tests.helpers.windows import restored, save, window_store
 from usagewatch.model import NormalizedEvent
 from usagewatch.rules import RuleEngine, load_rules
 from usagewatch.rules.kinds.base import WindowedKind
+from usagewatch.store import window_owner
 from usagewatch.store.tables import rule_window_log, rule_windows
 
 
@@ -128,6 +129,33 @@ def test_a_restart_with_a_changed_rule_deletes_the_old_rules_logged_events(tmp_p
     assert changed.rules[0].kind.state_keys() == []  # the old logic's events are not replayed
     save(changed, store)
     assert list(store.window_log()) == []
+
+
+def test_daemons_sharing_a_store_restore_and_drain_only_their_own_logged_events(tmp_path):
+    """Two daemons (source sets) on one store: B's clock three hours ahead of A's (a live daemon
+    beside a backfill) drains B's old rows, not A's recent ones, so A restarted gets its windows
+    back; each restores its own events only."""
+    store = window_store(tmp_path)
+    a, b = window_owner(["warehouse-a"]), window_owner(["warehouse-b", "warehouse-c"])
+    engine_a, engine_b = RuleEngine(load_rules(STORY_RULES)), RuleEngine(load_rules(STORY_RULES))
+    engine_a.updates(engine_a.feed_all([run("kim", m, str(m)) for m in range(15)]))
+    save(engine_a, store, a)
+    engine_b.updates(engine_b.feed_all([run("lee", m, str(m)) for m in range(5)]))
+    save(engine_b, store, b)
+    engine_b.updates(engine_b.feed_all([run("lee", 200 + m, str(m)) for m in range(5)]))  # 3 h later
+    save(engine_b, store, b)  # drains lee's first events
+    kim, lee = "user=kim fingerprint=fp-orders", "user=lee fingerprint=fp-orders"
+    again_a = restored(store, load_rules(STORY_RULES), a)
+    assert kim in again_a.rules[0].kind.state_keys() and lee not in again_a.rules[0].kind.state_keys()
+    assert live_windows(again_a) == live_windows(engine_a)
+    again_b = restored(store, load_rules(STORY_RULES), b)
+    assert kim not in again_b.rules[0].kind.state_keys()
+    assert live_windows(again_b) == live_windows(engine_b)
+    # rows saved before owners existed ('') are everyone's, as all rows were then
+    with store.engine.begin() as conn:
+        conn.execute(rule_window_log.update().where(rule_window_log.c.owner == a).values(owner=""))
+    assert kim in restored(store, load_rules(STORY_RULES), b).rules[0].kind.state_keys()
+    assert window_owner(["b", "a", "b"]) == "a,b" and len(window_owner([f"source-{i}" for i in range(100)])) <= 200
 
 
 def test_a_commit_asks_to_delete_drained_log_rows_only_when_one_has_drained(tmp_path):

@@ -5,6 +5,6 @@ source checkpoints in ONE transaction: either the findings and the offsets that 
 both saved, or neither is, so a crash can neither lose a query nor count it twice.
 """
 
-from usagewatch.store.store import Batch, Store, finding_dict
+from usagewatch.store.store import Batch, Store, finding_dict, window_owner
 
-__all__ = ["Batch", "Store", "finding_dict"]
+__all__ = ["Batch", "Store", "finding_dict", "window_owner"]

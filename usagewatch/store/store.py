@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import sqlite3
 import time
@@ -33,6 +34,19 @@ def utcnow() -> datetime:
     return datetime.now(timezone.utc)
 
 
+def window_owner(sources: list[str]) -> str:
+    """The owner of a pipeline's logged window events: its source names, sorted (a daemon and its
+    standby, reading the same sources, are one owner). Long sets are named by a digest, to fit."""
+    name = ",".join(sorted(set(sources)))
+    return name if len(name) <= 200 else "sha256:" + hashlib.sha256(name.encode()).hexdigest()
+
+
+def owner_set(owner: str) -> tuple[str, ...]:
+    """The owners whose logged rows ``owner`` restores and drains: its own, and '' (rows saved
+    before migration 0005, which every daemon restored then)."""
+    return (owner, "") if owner else ("",)
+
+
 @dataclass
 class Batch:
     """Everything one step of the pipeline wants saved atomically."""
@@ -43,6 +57,8 @@ class Batch:
     windows: WindowChanges = field(default_factory=WindowChanges)
     #: the batch's usage aggregates (deltas added to the stored rows, in the same transaction)
     usage: UsageDelta | None = None
+    #: whose logged window events these are (``window_owner``); only its own rows are drained
+    owner: str = ""
 
 
 def finding_dict(row: Any) -> dict[str, Any]:
@@ -102,7 +118,7 @@ class Store:
         try:
             with self._tx() as conn:
                 apply_updates(conn, batch.updates, now, self.howto_base_url, result)
-                self._save_windows(conn, batch.windows)
+                self._save_windows(conn, batch.windows, batch.owner)
                 if batch.usage:
                     usage_store.add(conn, batch.usage)
                 for c in batch.cursors:
@@ -111,21 +127,25 @@ class Store:
             raise StoreError(f"could not save a batch: {exc}") from None
         return result
 
-    def _save_windows(self, conn: Connection, changes: WindowChanges) -> None:
+    def _save_windows(self, conn: Connection, changes: WindowChanges, owner: str) -> None:
         """Append the batch's logged window events, drop the logged events that have drained, and
-        replace the rows of keys the batch changed (delete + insert, in bulk)."""
+        replace the rows of keys the batch changed (delete + insert, in bulk). Only ``owner``'s
+        logged rows (and those from before owners) are dropped: another daemon's clock and rules
+        are its own."""
         if not changes:
             return
         log = rule_window_log.c
+        mine = log.owner.in_(owner_set(owner))
         for rule, keep in changes.dropped.items():
             gone = log.rule == rule if keep is None else (log.rule == rule) & (log.logic != keep)
-            conn.execute(rule_window_log.delete().where(gone))
+            conn.execute(rule_window_log.delete().where(mine, gone))
         for rule, horizon in changes.drained.items():
-            conn.execute(rule_window_log.delete().where(log.rule == rule, log.newest_ts < horizon))
+            conn.execute(rule_window_log.delete().where(mine, log.rule == rule, log.newest_ts < horizon))
         if changes.log:
             dumps = json.dumps
             conn.execute(rule_window_log.insert(), [
-                {"rule": rule, "logic": logic, "newest_ts": newest, "entries": e if isinstance(e, str) else dumps(e)}
+                {"rule": rule, "logic": logic, "newest_ts": newest, "entries": e if isinstance(e, str) else dumps(e),
+                 "owner": owner}
                 for rule, logic, newest, e in changes.log])
         windows = changes.states
         if not windows:
@@ -170,12 +190,14 @@ class Store:
             for r in conn.execute(sa.select(rule_windows)):
                 yield r.rule, r.key, r.state
 
-    def window_log(self) -> Iterator[tuple[str, str, list[list[Any]]]]:
-        """The logged window events, (rule, logic, entries) per saved batch, oldest first."""
+    def window_log(self, owner: str = "") -> Iterator[tuple[str, str, list[list[Any]]]]:
+        """``owner``'s logged window events (and those from before owners), (rule, logic, entries)
+        per saved batch, oldest first."""
         loads = json.loads
+        log = rule_window_log.c
         with self.engine.connect() as conn:
-            for r in conn.execute(sa.select(rule_window_log.c.rule, rule_window_log.c.logic,
-                                            rule_window_log.c.entries).order_by(rule_window_log.c.id)):
+            for r in conn.execute(sa.select(log.rule, log.logic, log.entries)
+                                  .where(log.owner.in_(owner_set(owner))).order_by(log.id)):
                 yield r.rule, r.logic, loads(r.entries)
 
     # --- findings ------------------------------------------------------------------------------------

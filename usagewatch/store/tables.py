@@ -130,7 +130,7 @@ checkpoints = Table(
 #: bumped by every migration (usagewatch/store/migrations/versions/) that changes a table. Alembic's
 #: ``alembic_version`` decides what to upgrade; this row stays so that a release from before
 #: migrations (which compares it) refuses a database newer than itself instead of misreading it
-SCHEMA_VERSION = 8
+SCHEMA_VERSION = 9
 
 meta = Table(
     "usagewatch_meta", metadata,
@@ -178,7 +178,9 @@ rule_windows = Table(
 
 #: the events each commit added to a windowed rule's windows (JSON list of [key, ts] or
 #: [key, ts, values]); restoring replays them in id order. A row goes once its newest event has
-#: drained from the rule's window, so the table holds about one window of events, not one row per key
+#: drained from the rule's window, so the table holds about one window of events, not one row per key.
+#: ``owner`` names the daemon whose sources the events came from (``window_owner``): a daemon
+#: restores, drains and drops only its own rows ('' = written before owners, everyone's)
 rule_window_log = Table(
     "rule_window_log", metadata,
     Column("id", Integer, primary_key=True, autoincrement=True),
@@ -186,7 +188,8 @@ rule_window_log = Table(
     Column("logic", String(64), nullable=False),
     Column("newest_ts", Float, nullable=False),
     Column("entries", Text, nullable=False),
-    Index("rule_window_log_drain", "rule", "newest_ts"),
+    Column("owner", String(200), nullable=False, server_default=""),
+    Index("rule_window_log_drain", "owner", "rule", "newest_ts"),
 )
 
 

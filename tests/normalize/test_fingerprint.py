@@ -103,3 +103,17 @@ def test_dialects_parse_and_group(dialect: str, sql: str) -> None:
 def test_multi_statement_text(n: Normalizer) -> None:
     q = n.normalize("SELECT 1 FROM a; SELECT 2 FROM b")
     assert q.parsed and q.tables == ("a", "b") and len(q.literals) == 2
+
+
+def test_made_up_aliases_restart_at_t0_in_every_statement() -> None:
+    """sqlglot invents ``_t0``, ``_t1`` ... for a table alias that has columns but no name. The
+    normalizer keeps one generator and restarts its private counter (``generator._next_name``) per
+    statement; if a sqlglot upgrade renamed that attribute, the counter would run on across
+    statements and the same shape would change its normalized SQL (and fingerprint) over time."""
+    n = Normalizer("postgres", cache_size=0)  # no cache: every statement is generated again
+    texts = ["SELECT x FROM (SELECT 1) AS (x)", "SELECT * FROM GENERATE_SERIES(1, 10) AS (n)"]
+    first = [n.normalize(t) for t in texts]
+    assert [q.normalized_sql for q in first] == ["SELECT x FROM (SELECT ?) AS _t0(x)",
+                                                 "SELECT * FROM GENERATE_SERIES(?, ?) AS _t0(n)"]
+    again = [n.normalize(t) for t in reversed(texts * 2)]
+    assert {q.fingerprint for q in again} == {q.fingerprint for q in first}

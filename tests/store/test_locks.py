@@ -155,6 +155,10 @@ def test_leadership_logs_gain_standby_and_loss(pg_store, pg_url, caplog):
     assert a.check() and not b.check()
     assert a.lock._conn is not None
     a.lock._conn.invalidate()  # A's session is gone (so is its lock) and B gets there first
+    # the server ends A's session (and frees its lock) a moment after the socket closes
+    deadline = time.monotonic() + 5
+    while not b.check() and time.monotonic() < deadline:
+        time.sleep(0.05)
     assert b.check()
     assert not a.check()
     text = caplog.text

@@ -17,17 +17,12 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
+from usagewatch.store.migrations.helpers import set_schema_version
+
 revision = "0005"
 down_revision = "0004"
 branch_labels = None
 depends_on = None
-
-_meta = sa.table("usagewatch_meta", sa.column("name", sa.String), sa.column("value", sa.String))
-
-
-def _schema_version(value: str) -> None:
-    # kept for releases before Alembic: they compare it and refuse a database newer than themselves
-    op.execute(_meta.update().where(_meta.c.name == "schema_version").values(value=value))
 
 
 def upgrade() -> None:
@@ -35,7 +30,7 @@ def upgrade() -> None:
         batch.add_column(sa.Column("owner", sa.String(200), nullable=False, server_default=""))
         batch.drop_index("rule_window_log_drain")
         batch.create_index("rule_window_log_drain", ["owner", "rule", "newest_ts"])
-    _schema_version("9")
+    set_schema_version("9")
 
 
 def downgrade() -> None:
@@ -43,4 +38,4 @@ def downgrade() -> None:
         batch.drop_index("rule_window_log_drain")
         batch.create_index("rule_window_log_drain", ["rule", "newest_ts"])
         batch.drop_column("owner")
-    _schema_version("8")
+    set_schema_version("8")

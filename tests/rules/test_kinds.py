@@ -82,6 +82,20 @@ def test_spike_against_the_groups_own_baseline(tmp_path):
     assert fired(e, burst) == [("bob", 60)]
 
 
+def test_a_spike_is_reported_for_its_bucket_when_a_quieter_one_follows_in_the_same_batch(tmp_path):
+    """A burst that runs on past the end of its bucket: the finding is the bucket that spiked (its
+    count, its start), not the quieter next bucket the batch's latest events fell in."""
+    e = engine(tmp_path, kind="spike",
+               params={"window": "1h", "baseline": "1d", "factor": 5, "min_runs": 50, "min_history": "12h"})
+    history = [query("bob", h * 60 + m) for h in range(24) for m in range(0, 60, 6)]  # 10 an hour for a day
+    assert fired(e, history) == []
+    burst = [query("bob", 25 * 60 + 30 + m * 0.5) for m in range(60)]  # 60 in hour 25's last half hour
+    burst += [query("bob", 26 * 60 + m) for m in range(12)]  # runs on into hour 26: 12, no spike there
+    (update,) = e.updates(e.feed_all(burst))
+    assert (update.user, update.count) == ("bob", 60)
+    assert update.episode == update.first_seen.isoformat() and update.first_seen.hour == (9 + 25) % 24  # T0 09:00
+
+
 def test_spike_needs_history(tmp_path):
     e = engine(tmp_path, kind="spike", params={"min_runs": 50, "min_history": "1d"})
     assert fired(e, [query("new", m * 0.1) for m in range(500)]) == []

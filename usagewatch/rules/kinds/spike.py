@@ -103,9 +103,6 @@ class Spike(RuleKind):
                     del buckets[old]
             if k.fired:
                 k.fired = {b for b in k.fired if b >= oldest}
-        q = ne.query
-        k.context = (ne.event.user, ne.event.database, ne.event.sql, q.fingerprint, q.normalized_sql, bucket,
-                     q.tables, ts)
         self._dirty.add(key)
         self._gone.discard(key)
         p = self.params
@@ -117,6 +114,11 @@ class Spike(RuleKind):
         if not k.fired:
             k.fired = set()
         k.fired.add(bucket)  # type: ignore[union-attr]
+        # the finding describes the bucket that spiked: only an event counted in a fired bucket
+        # sets it (a quieter next bucket in the same batch must not become the finding's episode)
+        q = ne.query
+        k.context = (ne.event.user, ne.event.database, ne.event.sql, q.fingerprint, q.normalized_sql, bucket,
+                     q.tables, ts)
         return key
 
     def update(self, key: str) -> FindingUpdate | None:

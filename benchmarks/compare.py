@@ -234,8 +234,10 @@ def machine(uw_python: str) -> dict[str, object]:
                 break
     except OSError:
         pass
-    probe = ("import json, sys, importlib.util, sqlglot; print(json.dumps({'python': sys.version.split()[0], "
-             "'sqlglot': sqlglot.__version__, 'sqlglotc': importlib.util.find_spec('sqlglotc') is not None}))")
+    # sqlglotc installs compiled modules into the sqlglot package (there is no module "sqlglotc"):
+    # what tells is whether sqlglot's parser is an extension module
+    probe = ("import json, sys, sqlglot, sqlglot.parser as p; print(json.dumps({'python': sys.version.split()[0], "
+             "'sqlglot': sqlglot.__version__, 'sqlglotc': not p.__file__.endswith('.py')}))")
     try:
         env = json.loads(subprocess.run([uw_python, "-c", probe], capture_output=True, text=True, check=True).stdout)
     except (OSError, subprocess.CalledProcessError, ValueError):

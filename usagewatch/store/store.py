@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 import sqlite3
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
-from typing import Any, Iterator
+from typing import Any, Iterable, Iterator
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
@@ -34,17 +33,29 @@ def utcnow() -> datetime:
     return datetime.now(timezone.utc)
 
 
-def window_owner(sources: list[str]) -> str:
-    """The owner of a pipeline's logged window events: its source names, sorted (a daemon and its
-    standby, reading the same sources, are one owner). Long sets are named by a digest, to fit."""
-    name = ",".join(sorted(set(sources)))
-    return name if len(name) <= 200 else "sha256:" + hashlib.sha256(name.encode()).hexdigest()
+def window_owner(sources: Iterable[str]) -> str:
+    """The owner of a pipeline's logged window events: its source names, sorted, as a JSON list.
+    A daemon and its standby (the same sources) are one owner."""
+    return json.dumps(sorted(set(sources)))
 
 
-def owner_set(owner: str) -> tuple[str, ...]:
-    """The owners whose logged rows ``owner`` restores and drains: its own, and '' (rows saved
-    before migration 0005, which every daemon restored then)."""
-    return (owner, "") if owner else ("",)
+class WindowOwner:
+    """Which logged window rows are a pipeline's to restore and delete: those whose owner shares a
+    source with it. Daemons with disjoint sources never touch each other's rows; a daemon given
+    one more source (or one fewer) keeps its windows; rows from before owners ('') are everyone's,
+    and so is every row for a pipeline without an owner (the behaviour before migration 0005)."""
+
+    def __init__(self, owner: str):
+        self.owner = owner
+        self.sources = frozenset(json.loads(owner)) if owner else frozenset()
+        self._seen: dict[str, bool] = {}
+
+    def __call__(self, other: str) -> bool:
+        hit = self._seen.get(other)
+        if hit is None:
+            hit = self._seen[other] = (not other or not self.sources
+                                       or not self.sources.isdisjoint(json.loads(other)))
+        return hit
 
 
 @dataclass
@@ -59,6 +70,18 @@ class Batch:
     usage: UsageDelta | None = None
     #: whose logged window events these are (``window_owner``); only its own rows are drained
     owner: str = ""
+
+
+def _delete_logged(conn: Connection, where: Any, mine: WindowOwner) -> None:
+    """Delete the logged window rows matching ``where`` that are ``mine``'s: by id, as selected
+    (the drain index finds them by rule and time; owners are told apart here)."""
+    log = rule_window_log.c
+    if not mine.sources:
+        conn.execute(rule_window_log.delete().where(where))
+        return
+    ids = [r.id for r in conn.execute(sa.select(log.id, log.owner).where(where)) if mine(r.owner)]
+    for i in range(0, len(ids), 500):
+        conn.execute(rule_window_log.delete().where(log.id.in_(ids[i:i + 500])))
 
 
 def finding_dict(row: Any) -> dict[str, Any]:
@@ -130,17 +153,16 @@ class Store:
     def _save_windows(self, conn: Connection, changes: WindowChanges, owner: str) -> None:
         """Append the batch's logged window events, drop the logged events that have drained, and
         replace the rows of keys the batch changed (delete + insert, in bulk). Only ``owner``'s
-        logged rows (and those from before owners) are dropped: another daemon's clock and rules
-        are its own."""
+        logged rows (``WindowOwner``) are dropped: another daemon's clock and rules are its own."""
         if not changes:
             return
         log = rule_window_log.c
-        mine = log.owner.in_(owner_set(owner))
+        mine = WindowOwner(owner)
         for rule, keep in changes.dropped.items():
             gone = log.rule == rule if keep is None else (log.rule == rule) & (log.logic != keep)
-            conn.execute(rule_window_log.delete().where(mine, gone))
+            _delete_logged(conn, gone, mine)
         for rule, horizon in changes.drained.items():
-            conn.execute(rule_window_log.delete().where(mine, log.rule == rule, log.newest_ts < horizon))
+            _delete_logged(conn, (log.rule == rule) & (log.newest_ts < horizon), mine)
         if changes.log:
             dumps = json.dumps
             conn.execute(rule_window_log.insert(), [
@@ -191,14 +213,15 @@ class Store:
                 yield r.rule, r.key, r.state
 
     def window_log(self, owner: str = "") -> Iterator[tuple[str, str, list[list[Any]]]]:
-        """``owner``'s logged window events (and those from before owners), (rule, logic, entries)
-        per saved batch, oldest first."""
+        """``owner``'s logged window events (``WindowOwner``), (rule, logic, entries) per saved
+        batch, oldest first."""
         loads = json.loads
         log = rule_window_log.c
+        mine = WindowOwner(owner)
         with self.engine.connect() as conn:
-            for r in conn.execute(sa.select(log.rule, log.logic, log.entries)
-                                  .where(log.owner.in_(owner_set(owner))).order_by(log.id)):
-                yield r.rule, r.logic, loads(r.entries)
+            for r in conn.execute(sa.select(log.rule, log.logic, log.entries, log.owner).order_by(log.id)):
+                if mine(r.owner):
+                    yield r.rule, r.logic, loads(r.entries)
 
     # --- findings ------------------------------------------------------------------------------------
     def findings(self, status: str | None = None, rule: str | None = None) -> list[dict[str, Any]]:

@@ -179,8 +179,8 @@ rule_windows = Table(
 #: the events each commit added to a windowed rule's windows (JSON list of [key, ts] or
 #: [key, ts, values]); restoring replays them in id order. A row goes once its newest event has
 #: drained from the rule's window, so the table holds about one window of events, not one row per key.
-#: ``owner`` names the daemon whose sources the events came from (``window_owner``): a daemon
-#: restores, drains and drops only its own rows ('' = written before owners, everyone's)
+#: ``owner``: the source names (JSON list) of the daemon that logged the events (``window_owner``):
+#: a daemon restores, drains and drops only rows sharing a source with it ('' = before owners: all)
 rule_window_log = Table(
     "rule_window_log", metadata,
     Column("id", Integer, primary_key=True, autoincrement=True),
@@ -188,8 +188,8 @@ rule_window_log = Table(
     Column("logic", String(64), nullable=False),
     Column("newest_ts", Float, nullable=False),
     Column("entries", Text, nullable=False),
-    Column("owner", String(200), nullable=False, server_default=""),
-    Index("rule_window_log_drain", "owner", "rule", "newest_ts"),
+    Column("owner", Text, nullable=False, server_default=""),
+    Index("rule_window_log_drain", "rule", "newest_ts"),
 )
 
 

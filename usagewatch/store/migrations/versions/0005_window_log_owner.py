@@ -1,11 +1,11 @@
 """Logged window events belong to the daemon that wrote them (schema_version 9).
 
-- rule_window_log.owner: which daemon's sources the events came from (``window_owner``: the
-  daemon's source names). A daemon restores, drains and drops only its own rows (and rows written
-  before this revision, owner ''), so daemons sharing one store no longer delete each other's
-  recent events: a daemon whose event clock ran two windows ahead of another's (a live daemon
-  beside a backfill, say) deleted the other's rows by rule and time alone, and the other, restarted,
-  lost those windows.
+- rule_window_log.owner: the source names (a JSON list) of the daemon that logged the events. A
+  daemon restores, drains and drops only rows that share a source with it (and rows written before
+  this revision, owner ''), so daemons with disjoint sources sharing one store no longer delete each
+  other's recent events: a daemon whose event clock ran two windows ahead of another's (a live
+  daemon beside a backfill, say) deleted the other's rows by rule and time alone, and the other,
+  restarted, lost those windows.
 
 Revision ID: 0005
 Revises: 0004
@@ -26,16 +26,11 @@ depends_on = None
 
 
 def upgrade() -> None:
-    with op.batch_alter_table("rule_window_log") as batch:
-        batch.add_column(sa.Column("owner", sa.String(200), nullable=False, server_default=""))
-        batch.drop_index("rule_window_log_drain")
-        batch.create_index("rule_window_log_drain", ["owner", "rule", "newest_ts"])
+    op.add_column("rule_window_log", sa.Column("owner", sa.Text, nullable=False, server_default=""))
     set_schema_version("9")
 
 
 def downgrade() -> None:
-    with op.batch_alter_table("rule_window_log") as batch:
-        batch.drop_index("rule_window_log_drain")
-        batch.create_index("rule_window_log_drain", ["rule", "newest_ts"])
+    with op.batch_alter_table("rule_window_log") as batch:  # SQLite before 3.35 cannot drop a column
         batch.drop_column("owner")
     set_schema_version("8")

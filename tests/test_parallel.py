@@ -364,7 +364,8 @@ def test_a_file_growing_under_the_workers_is_read_once(tmp_path, tmp_path_factor
 
 
 def test_ctrl_c_stops_the_parent_and_every_worker(tmp_path):
-    cfg = setup(tmp_path, multi_user_log(30))
+    # long enough (~15 s) that the replay is still running when Ctrl-C comes, however fast the machine
+    cfg = setup(tmp_path, multi_user_log(200))
     proc = subprocess.Popen([sys.executable, "-m", "usagewatch", "replay", "--config", str(tmp_path / "config.yaml"),
                              "-j", "2"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
     try:

@@ -28,7 +28,7 @@ from usagewatch.cli.replay import replay
 from usagewatch.config import SAMPLE_LOG
 from usagewatch.errors import UsagewatchError
 from usagewatch.parallel import Partitioner, jobs_of, partition_fields
-from usagewatch.pipeline import Evaluator
+from usagewatch.pipeline import EvaluationRun
 from usagewatch.rules import RuleEngine, load_rules
 from usagewatch.rules import engine as engine_module
 from usagewatch.rules.kinds.base import WindowedKind
@@ -281,12 +281,13 @@ def test_jobs_option(tmp_path, data, reference):
 
 
 def sabotage(monkeypatch, tmp_path: Path, at_call: int, how: str) -> None:
-    """Make ONE worker (the first to get there) die or raise in its ``at_call``-th evaluation."""
+    """Make ONE worker (the first to get there) die or raise as it finishes its ``at_call``-th
+    evaluation (one per group of chunks)."""
     parent = os.getpid()
-    real = Evaluator.evaluate
+    real = EvaluationRun.finish
     calls = [0]
 
-    def evaluate(self, events):  # type: ignore[no-untyped-def]
+    def finish(self):  # type: ignore[no-untyped-def]
         if os.getpid() != parent:
             calls[0] += 1
             if calls[0] == at_call:
@@ -298,9 +299,9 @@ def sabotage(monkeypatch, tmp_path: Path, at_call: int, how: str) -> None:
                     if how == "kill":
                         os.kill(os.getpid(), signal.SIGKILL)
                     raise ValueError("boom")
-        return real(self, events)
+        return real(self)
 
-    monkeypatch.setattr(Evaluator, "evaluate", evaluate)
+    monkeypatch.setattr(EvaluationRun, "finish", finish)
 
 
 @pytest.mark.parametrize("how", ["kill", "raise"])

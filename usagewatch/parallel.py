@@ -56,7 +56,7 @@ from typing import Any, Callable, Iterator, Sequence
 
 from usagewatch.errors import UsagewatchError
 from usagewatch.model import FileCursor, QueryEvent
-from usagewatch.pipeline import Evaluation, Pipeline
+from usagewatch.pipeline import Evaluation, EvaluationRun, Pipeline
 from usagewatch.rules import RuleEngine
 from usagewatch.rules.loader import Rule
 from usagewatch.sources.files import Chunk, FileSource
@@ -202,23 +202,26 @@ def _work(k: int, jobs: int, pipeline: Pipeline, fields: tuple[str, ...], group_
         def mine(ev: QueryEvent) -> bool:
             return part(ev) == k
 
-        def send(group: list[Chunk]) -> None:
-            events = group[0].events if len(group) == 1 else [e for c in group for e in c.events]
-            evaluation = evaluator.evaluate(_Share(events, mine, evaluator.engine))
-            conn.send(("chunk", [_Head.of(c) for c in group], evaluation))
-            del evaluation, events
+        def send(heads: list[_Head], run: EvaluationRun) -> None:
+            evaluation = run.finish()
+            conn.send(("chunk", heads, evaluation))
+            del evaluation
             _settle()
 
-        group: list[Chunk] = []
+        heads: list[_Head] = []
         queued = 0
+        run: EvaluationRun | None = None
         for chunk in pipeline.chunks(at_eof=True):
-            group.append(chunk)
+            if run is None:
+                run = evaluator.start()
+            run.feed(_Share(chunk.events, mine, evaluator.engine))  # as read: the events are not kept
+            heads.append(_Head.of(chunk))
             queued += len(chunk.events)
             if queued >= group_events:
-                send(group)
-                group, queued = [], 0
-        if group:
-            send(group)
+                send(heads, run)
+                heads, queued, run = [], 0, None
+        if heads and run is not None:
+            send(heads, run)
         conn.send(("done",))
     except BaseException as exc:  # reported to the parent, which decides; a worker never exits silently
         text = "".join(traceback.format_exception_only(type(exc), exc)).strip()

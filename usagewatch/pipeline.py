@@ -113,18 +113,39 @@ class Evaluator:
         return n
 
     def evaluate(self, events: Iterable[QueryEvent]) -> Evaluation:
-        engine = self.engine
-        touched: list[tuple[str, str]] = []
+        run = self.start()
+        run.feed(events)
+        return run.finish()
+
+    def start(self) -> EvaluationRun:
+        """An evaluation fed in parts (``feed`` per chunk) and finished once: a replay's group of
+        chunks is evaluated as it is read, so only the chunks' cursors wait for the commit, not
+        their events."""
+        return EvaluationRun(self)
+
+
+class EvaluationRun:
+    """One evaluation in progress: the keys its events touched, its usage, its unparsed count."""
+
+    def __init__(self, evaluator: Evaluator):
+        self.evaluator = evaluator
+        self.touched: list[tuple[str, str]] = []
+        self.unparsed = 0
+        # fresh: an evaluation that failed leaves nothing
+        self.usage = UsageAccumulator() if evaluator.usage else None
+
+    def feed(self, events: Iterable[QueryEvent]) -> None:
+        evaluator = self.evaluator
+        touched = self.touched
         unparsed = 0
-        usage = UsageAccumulator() if self.usage else None  # fresh: an evaluation that failed leaves nothing
-        feed = engine.feed
-        add = usage.add if usage is not None else None
+        feed = evaluator.engine.feed
+        add = self.usage.add if self.usage is not None else None
         dialect = None
         normalize = None
         for ev in events:
             if ev.dialect != dialect:  # one dialect per source: look its normalizer up when it changes
                 dialect = ev.dialect
-                normalize = self.normalizer(dialect).normalize
+                normalize = evaluator.normalizer(dialect).normalize
             q = normalize(ev.sql, ev.params)  # type: ignore[misc]
             if not q.parsed:
                 unparsed += 1
@@ -133,15 +154,21 @@ class Evaluator:
                 touched.extend(hits)
             if add is not None:
                 add(ev, q)
-        updates = engine.updates(touched)
+        self.unparsed += unparsed
+
+    def finish(self) -> Evaluation:
+        """The finding updates (one per touched key), the rules' counts, the window changes (as
+        JSON text) and the usage of everything fed."""
+        engine = self.evaluator.engine
+        updates = engine.updates(self.touched)
         evaluations = dict(engine.evaluations_by_rule)
         engine.evaluations_by_rule.clear()
         dumps = _STATE_JSON.encode
         windows = engine.take_state()
         windows.states = {k: None if st is None else dumps(st) for k, st in windows.states.items()}
         windows.log = [(rule, logic, newest, dumps(entries)) for rule, logic, newest, entries in windows.log]
-        return Evaluation(updates, windows, unparsed, evaluations,
-                          usage.take() if usage is not None else None)
+        return Evaluation(updates, windows, self.unparsed, evaluations,
+                          self.usage.take() if self.usage is not None else None)
 
 
 #: collector thresholds for a process running a pipeline (``tune_gc``)
@@ -156,8 +183,20 @@ def tune_gc() -> None:
     gc.set_threshold(*GC_THRESHOLDS)
 
 
-#: queries per commit in a replay (see ``Pipeline.poll``); bounds the events held in memory too
+#: queries per commit in a replay (see ``Pipeline.poll``). The events are evaluated chunk by chunk
+#: as they are read, so a group holds only its chunks' cursors and what the rules and usage
+#: accumulate, not the events themselves
 REPLAY_GROUP_EVENTS = 20_000
+
+
+def slim(chunk: Chunk) -> Chunk:
+    """The chunk as ``Pipeline.save`` needs it once its events are evaluated: it looks at them only
+    for their number and the newest time, so the newest event repeated stands in for all of them."""
+    events = chunk.events
+    if not events:
+        return chunk
+    newest = max(events, key=lambda e: e.ts)
+    return replace(chunk, events=[newest] * len(events))
 
 
 class Pipeline:
@@ -261,22 +300,26 @@ class Pipeline:
         n = 0
         group: list[Chunk] = []
         queued = 0
+        run: EvaluationRun | None = None
         for chunk in self.chunks(at_eof, keep_going):
             n += chunk.records
             if group_events <= 0:
                 self.step(chunk)
             else:
-                group.append(chunk)
+                if run is None:
+                    run = self.evaluator.start()
+                run.feed(chunk.events)  # evaluated as read: the group keeps the cursors, not the events
+                group.append(slim(chunk))
                 queued += len(chunk.events)
                 if queued >= group_events:
-                    self.save(group, self.evaluator.evaluate(e for c in group for e in c.events))
-                    group, queued = [], 0
+                    self.save(group, run.finish())
+                    group, queued, run = [], 0, None
             if on_chunk is not None:
                 on_chunk(chunk)
             if stop is not None and stop.is_set():
                 break
-        if group:
-            self.save(group, self.evaluator.evaluate(e for c in group for e in c.events))
+        if group and run is not None:
+            self.save(group, run.finish())
         return n
 
     def flush_idle(self, idle_seconds: float) -> None:

@@ -185,8 +185,9 @@ def tune_gc() -> None:
 
 #: queries per commit in a replay (see ``Pipeline.poll``). The events are evaluated chunk by chunk
 #: as they are read, so a group holds only its chunks' cursors and what the rules and usage
-#: accumulate, not the events themselves
-REPLAY_GROUP_EVENTS = 20_000
+#: accumulate, not the events themselves. 60,000 against 20,000: 14% less CPU on a realistic
+#: replay (fewer rewrites of the same usage rows and firing findings), +57 MB peak RSS (338 MB)
+REPLAY_GROUP_EVENTS = 60_000
 
 
 def slim(chunk: Chunk) -> Chunk:

@@ -365,10 +365,12 @@ def test_a_file_growing_under_the_workers_is_read_once(tmp_path, tmp_path_factor
 
 
 def test_ctrl_c_stops_the_parent_and_every_worker(tmp_path):
-    # long enough (~15 s) that the replay is still running when Ctrl-C comes, however fast the machine
-    cfg = setup(tmp_path, multi_user_log(200))
+    cfg = setup(tmp_path, multi_user_log(30))
+    # SIGINT as a terminal leaves it: a test run started in the background (``.ci/run &``) inherits
+    # SIGINT ignored, and so would the replay, which then finished and exited 0 despite the Ctrl-C
     proc = subprocess.Popen([sys.executable, "-m", "usagewatch", "replay", "--config", str(tmp_path / "config.yaml"),
-                             "-j", "2"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
+                             "-j", "2"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     try:
         children: list[int] = []
         deadline = time.monotonic() + 30

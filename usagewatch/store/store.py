@@ -218,10 +218,13 @@ class Store:
         loads = json.loads
         log = rule_window_log.c
         mine = WindowOwner(owner)
+        q = sa.select(log.rule, log.logic, log.entries).order_by(log.id)
         with self.engine.connect() as conn:
-            for r in conn.execute(sa.select(log.rule, log.logic, log.entries, log.owner).order_by(log.id)):
-                if mine(r.owner):
-                    yield r.rule, r.logic, loads(r.entries)
+            if mine.sources:  # the owners that are ours first: other daemons' events are not even read
+                owners = [o for o in conn.execute(sa.select(log.owner).distinct()).scalars() if mine(o)]
+                q = q.where(log.owner.in_(owners))
+            for r in conn.execute(q):
+                yield r.rule, r.logic, loads(r.entries)
 
     # --- findings ------------------------------------------------------------------------------------
     def findings(self, status: str | None = None, rule: str | None = None) -> list[dict[str, Any]]:

@@ -47,8 +47,11 @@ MAPPING = {"mapping": {"sql": "query_text", "ts": "start_time", "user": "user_na
                        "duration_ms": "total_elapsed_time"}}
 
 
-@pytest.mark.parametrize("fmt,options", [("test-history-rows", None), ("jsonl", MAPPING)])
-def test_one_query_with_25_company_ids_makes_one_finding(pg_cluster, dbname, tmp_path, monkeypatch, fmt, options):
+@pytest.mark.parametrize("fmt,options,jobs", [("test-history-rows", None, 1), ("jsonl", MAPPING, 1),
+                                              ("test-history-rows", None, 2)])
+def test_one_query_with_25_company_ids_makes_one_finding(pg_cluster, dbname, tmp_path, monkeypatch, fmt, options,
+                                                         jobs):
+    """(``jobs`` 2: ``replay -j 2`` spreads a polled table's rows over two workers as well.)"""
     if fmt not in formats and fmt != "test-history-rows":
         pytest.skip(f"the {fmt} format is not in the registry")
     registered_history_rows(monkeypatch)
@@ -63,21 +66,21 @@ def test_one_query_with_25_company_ids_makes_one_finding(pg_cluster, dbname, tmp
     extra = {"options": options} if options else {}
     cfg_path = write_config(tmp_path, [query_source("WH_URL", history.table, fmt, "start_time", **extra)])
 
-    stats = replay(config.load(cfg_path))
+    stats = replay(config.load(cfg_path), jobs=jobs)
     assert (stats.queries, sum(stats.bad_records.values())) == (30, 0)
     [f] = findings(cfg_path)
     assert (f["rule"], f["user"], f["count"], f["distinct_values"], f["varying"]) == (
         "same-query-different-ids", "kim", 25, 25, ["company_id"])
     assert "company_id IN (" in f["intervention"]
 
-    again = replay(config.load(cfg_path))  # the cursor was committed: nothing is read twice
+    again = replay(config.load(cfg_path), jobs=jobs)  # the cursor was committed: nothing is read twice
     assert (again.records, again.queries) == (0, 0)
 
     # five more runs, the first at the very timestamp the last batch ended on
     last = times[-1]
     for i in range(5):
         kim += history.add(last + timedelta(seconds=20 * i), user="kim", sql=f"SELECT * FROM orders WHERE company_id = {200 + i}")
-    more = replay(config.load(cfg_path))
+    more = replay(config.load(cfg_path), jobs=jobs)
     assert more.queries == 5
     [f] = findings(cfg_path)
     assert (f["count"], f["distinct_values"]) == (30, 30)

@@ -12,7 +12,7 @@ from collections import Counter
 from typing import Any, Callable, Iterable
 
 from usagewatch.model import FindingUpdate, NormalizedEvent, NormalizedQuery, QueryEvent, WindowChanges
-from usagewatch.rules.kinds.base import WindowedKind, ts_of
+from usagewatch.rules.kinds.base import WindowedKind
 from usagewatch.rules.loader import Rule
 
 SWEEP_EVERY = 10_000  # events between sweeps of drained windows
@@ -111,11 +111,10 @@ class RuleEngine:
             self.sweep()
         return out
 
-    def tick(self, ev: QueryEvent) -> None:
-        """Advance the event-time clock by one event without evaluating it: windows drain (sweep)
-        after the same events whether or not this engine saw them (``replay -j``'s workers tick for
-        the events of other workers' users)."""
-        ts = ts_of(ev.ts)
+    def tick_at(self, ts: float) -> None:
+        """Advance the event-time clock by one event at ``ts`` (``ts_of`` its time) without
+        evaluating it: windows drain (sweep) after the same events whether or not this engine saw
+        them (``replay -j``'s workers tick for the events of other workers' users)."""
         if ts > self._max_ts:
             self._max_ts = ts
         self._since_sweep += 1

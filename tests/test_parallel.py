@@ -350,36 +350,59 @@ def test_a_file_growing_during_the_replay_is_read_once(tmp_path, tmp_path_factor
     assert stats.records == len(re.findall(rb"(?m)^\d{4}-", data + tail))
 
 
-def test_ctrl_c_stops_the_parent_and_every_worker(tmp_path):
-    cfg = setup(tmp_path, multi_user_log(30))
+def start_replay_with_workers(tmp_path: Path) -> tuple[subprocess.Popen[bytes], list[int]]:
+    """``usagewatch replay -j 2`` on a log long enough to be stopped midway, in its own session,
+    once both workers run: the process and the workers' pids."""
     # SIGINT as a terminal leaves it: a test run started in the background (``.ci/run &``) inherits
     # SIGINT ignored, and so would the replay, which then finished and exited 0 despite the Ctrl-C
     proc = subprocess.Popen([sys.executable, "-m", "usagewatch", "replay", "--config", str(tmp_path / "config.yaml"),
                              "-j", "2"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True,
                             preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
-    try:
-        children: list[int] = []
-        deadline = time.monotonic() + 30
-        while len(children) < 2 and time.monotonic() < deadline:
-            time.sleep(0.05)
-            try:
-                children = [int(c) for c in Path(f"/proc/{proc.pid}/task/{proc.pid}/children").read_text().split()]
-            except FileNotFoundError:
-                break
-        assert len(children) == 2, proc.communicate()
-        time.sleep(0.3)
-        os.killpg(proc.pid, signal.SIGINT)  # what a terminal's Ctrl-C does: the whole foreground group
-        _, err = proc.communicate(timeout=20)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-    assert proc.returncode != 0
-    for pid in children:
-        for _ in range(100):
+    children: list[int] = []
+    deadline = time.monotonic() + 30
+    while len(children) < 2 and time.monotonic() < deadline:
+        time.sleep(0.05)
+        try:
+            children = [int(c) for c in Path(f"/proc/{proc.pid}/task/{proc.pid}/children").read_text().split()]
+        except FileNotFoundError:
+            break
+    if len(children) < 2:
+        proc.kill()
+        pytest.fail(f"the workers did not start: {proc.communicate()}")
+    time.sleep(0.3)
+    return proc, children
+
+
+def assert_gone(pids: list[int]) -> None:
+    for pid in pids:
+        for _ in range(200):
             if not Path(f"/proc/{pid}").exists() or "State:\tZ" in Path(f"/proc/{pid}/status").read_text():
                 break
             time.sleep(0.05)
         else:
             pytest.fail(f"worker {pid} still running")
+
+
+def test_ctrl_c_stops_the_parent_and_every_worker(tmp_path):
+    cfg = setup(tmp_path, multi_user_log(30))
+    proc, children = start_replay_with_workers(tmp_path)
+    try:
+        os.killpg(proc.pid, signal.SIGINT)  # what a terminal's Ctrl-C does: the whole foreground group
+        proc.communicate(timeout=20)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode != 0
+    assert_gone(children)
     offsets = [c[1] for c in store_state(cfg)["cursors"]]
     assert offsets == [] or offsets[0] < (tmp_path / "pg.csv").stat().st_size
+
+
+def test_workers_end_when_the_parent_is_killed(tmp_path):
+    """A parent killed outright (OOM killer, ``kill -9``) leaves no worker behind waiting for
+    work: each worker's inbox has no other writer, so it ends."""
+    setup(tmp_path, multi_user_log(30))
+    proc, children = start_replay_with_workers(tmp_path)
+    proc.kill()
+    proc.communicate(timeout=20)
+    assert_gone(children)

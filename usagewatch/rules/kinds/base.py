@@ -29,11 +29,32 @@ class KindParams(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+class EventShare:
+    """What the rules of one engine compute alike for the event being fed: its time and its group
+    keys (per ``group_by``), computed by the first rule that asks and then the *same objects* for
+    every other rule. A key kept by three rules is then one str and one float in memory, not three
+    of each (a million live keys: hundreds of MB). The engine sets ``ne`` for the length of one
+    ``feed`` and clears it after, so a value is never reused for another event, nor for the same
+    event object fed again after a change; a kind used without an engine computes its own."""
+
+    __slots__ = ("ne", "ts", "keys")
+
+    def __init__(self) -> None:
+        self.ne: NormalizedEvent | None = None
+        self.ts = 0.0
+        self.keys: dict[tuple[str, ...], str] = {}
+
+
+NO_SHARE = EventShare()  # never set: a kind outside an engine computes its keys and times itself
+
+
 class RuleKind:
     """One rule of one kind. ``observe`` sees every event that passed the rule's filter."""
 
     name: ClassVar[str]
     Params: ClassVar[type[KindParams]] = KindParams
+    #: the feeding engine's ``EventShare`` (set by the engine)
+    share: EventShare = NO_SHARE
 
     def __init__(self, spec: RuleSpec, params: KindParams):
         self.spec = spec
@@ -468,6 +489,34 @@ def group_value(ne: NormalizedEvent, field: str) -> str:
 KeyFunction = Callable[[NormalizedEvent], str]
 
 
+class SharedKey:
+    """A rule's key function that takes the event's key from the engine's ``EventShare`` when
+    another rule with the same ``group_by`` already built it (and leaves it there otherwise)."""
+
+    __slots__ = ("kind", "group", "make")
+
+    def __init__(self, kind: RuleKind, group_by: list[str]):
+        self.kind = kind
+        self.group = tuple(group_by)
+        self.make = key_function(group_by)
+
+    def __call__(self, ne: NormalizedEvent) -> str:
+        share = self.kind.share
+        if share.ne is not ne:
+            return self.make(ne)
+        keys = share.keys
+        key = keys.get(self.group)
+        if key is None:
+            key = keys[self.group] = self.make(ne)
+        return key
+
+
+def event_ts(kind: RuleKind, ne: NormalizedEvent) -> float:
+    """The event's time in epoch seconds: the engine's one float object for it when it feeds it."""
+    share = kind.share
+    return share.ts if share.ne is ne else ne.event.ts.timestamp()
+
+
 def key_function(group_by: list[str]) -> KeyFunction:
     """The function naming an event's group, ``"user=kim fingerprint=ab12..."`` (the names saved
     keys and findings carry). Built once per rule: the key is computed for every event a rule sees,
@@ -528,7 +577,7 @@ class WindowedKind(RuleKind):
         self._ended: list[FindingUpdate] = []
         #: no window's last_ts is older than this (a lower bound): a sweep before it has nothing to do
         self._oldest = float("inf")
-        self._key_of = key_function(params.group_by)
+        self._key_of = SharedKey(self, params.group_by)
         #: the values hook, None where a kind keeps the default (no call per event for it); what a
         #: kind checks per event before counting goes through ``event_check`` and ``shape_matches``
         self._values = None if type(self).values is WindowedKind.values else self.values
@@ -568,7 +617,8 @@ class WindowedKind(RuleKind):
         key = self.key(ne)
         keys = self.keys
         found = keys.get(key)
-        ts = ne.event.ts.timestamp()
+        share = self.share
+        ts = share.ts if share.ne is ne else ne.event.ts.timestamp()  # ``event_ts``, inlined
         if found is None and self._values is None and self._bare_first:
             # a new key of a kind without values that cannot fire on one event: its window is
             # the bare timestamp (``KeyWindow.bare``), no object needed

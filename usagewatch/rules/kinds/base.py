@@ -407,17 +407,29 @@ class KeyWindow:
 
     @classmethod
     def of_bare(cls, ts: float) -> KeyWindow:
-        """The window a bare timestamp stands for (see ``bare``)."""
+        """The window a bare timestamp stands for (see ``compact``)."""
         w = cls()
         w._data = w.last_ts = ts
         return w
 
-    def bare(self) -> float | None:
-        """The one entry's timestamp when that says everything (one entry without values, no
-        episode): the kind then keeps just the float for the key, not a window object."""
+    @classmethod
+    def of_one(cls, one: One) -> KeyWindow:
+        """The window a ``One`` stands for (see ``compact``)."""
+        w = cls()
+        w._data = w.last_ts = one.last_ts
+        w._row, w.names = one.row, one.names
+        return w
+
+    def compact(self) -> float | One | None:
+        """What the kind can keep for the key instead of this object when the window is one entry
+        and no episode (most keys of a busy warehouse are seen once in a window): the entry's
+        timestamp when it has no values, else a ``One`` (56 bytes instead of 72); None otherwise."""
         data = self._data
-        if data.__class__ is float and self._row == () and self.episode is None and self.last_ts == data:
-            return data  # type: ignore[return-value]
+        if data.__class__ is float and self.episode is None and self.last_ts == data:
+            row = self._row
+            if row.__class__ is tuple and row == ():
+                return data  # type: ignore[return-value]
+            return One(data, row, self.names)  # type: ignore[arg-type]
         return None
 
     def _append(self, ts: float, values: dict[str, str | None]) -> None:
@@ -425,6 +437,18 @@ class KeyWindow:
         last, self.last_ts = self.last_ts, float("-inf")
         self.add(ts, values, float("inf"))
         self.last_ts = max(last, ts)
+
+
+class One:
+    """A window of one entry with values and no episode, as a kind keeps it (``KeyWindow.compact``):
+    its timestamp (also its ``last_ts``), its row and the names the row is aligned to."""
+
+    __slots__ = ("last_ts", "row", "names")
+
+    def __init__(self, ts: float, row: Row, names: tuple[str, ...]):
+        self.last_ts = ts
+        self.row = row
+        self.names = names
 
 
 class Episode:
@@ -577,9 +601,9 @@ class WindowedKind(RuleKind):
     def __init__(self, spec: RuleSpec, params: WindowParams):  # type: ignore[override]
         super().__init__(spec, params)
         self.window = params.window.total_seconds()
-        #: key -> its window, or just the timestamp of a window that is one entry without values
-        #: (``KeyWindow.bare``): most keys of a busy warehouse are seen once in a window
-        self.keys: dict[str, KeyWindow | float] = {}
+        #: key -> its window, or for a window of one entry without episode (``KeyWindow.compact``)
+        #: just its timestamp (no values) or a ``One``: most keys of a busy warehouse are seen once
+        self.keys: dict[str, KeyWindow | One | float] = {}
         #: keys whose saved row (``rows``) must be rewritten or deleted at the next take
         self._dirty: set[str] = set()
         self._gone: set[str] = set()
@@ -618,14 +642,17 @@ class WindowedKind(RuleKind):
         """Fill the kind-specific parts of ``update`` (varying, distinct_values, samples, details)."""
 
     # machinery ----------------------------------------------------------------------------------
-    def _window(self, found: KeyWindow | float | None, ts: float) -> KeyWindow:
+    def _window(self, found: KeyWindow | One | float | None, ts: float) -> KeyWindow:
         """The window object for a key's entry in ``keys`` (None: a new key, seen at ``ts``)."""
         if found is None:
             if ts < self._oldest:
                 self._oldest = ts
             return KeyWindow()
-        if found.__class__ is float:
+        cls = found.__class__
+        if cls is float:
             return KeyWindow.of_bare(found)  # type: ignore[arg-type]
+        if cls is One:
+            return KeyWindow.of_one(found)  # type: ignore[arg-type]
         return found  # type: ignore[return-value]
 
     def observe(self, ne: NormalizedEvent) -> str | None:
@@ -636,7 +663,7 @@ class WindowedKind(RuleKind):
         ts = share.ts if share.ne is ne else ne.event.ts.timestamp()  # ``event_ts``, inlined
         if found is None and self._values is None and self._bare_first:
             # a new key of a kind without values that cannot fire on one event: its window is
-            # the bare timestamp (``KeyWindow.bare``), no object needed
+            # the bare timestamp (``KeyWindow.compact``), no object needed
             if ts < self._oldest:
                 self._oldest = ts
             keys[key] = ts
@@ -660,8 +687,8 @@ class WindowedKind(RuleKind):
         ep = w.episode
         if ep is None:
             if not self.holds(w):
-                bare = w.bare()
-                keys[key] = w if bare is None else bare
+                small = w.compact()
+                keys[key] = w if small is None else small
                 if key in self._rows:  # its episode ended: the row goes
                     self._dirty.add(key)
                 return None
@@ -682,7 +709,7 @@ class WindowedKind(RuleKind):
         w = self.keys.get(key)
         if w is None or isinstance(w, KeyWindow):
             return w
-        return KeyWindow.of_bare(w)
+        return KeyWindow.of_one(w) if isinstance(w, One) else KeyWindow.of_bare(w)
 
     def update(self, key: str) -> FindingUpdate | None:
         w = self.keys.get(key)
@@ -749,8 +776,8 @@ class WindowedKind(RuleKind):
             self._pending[key] = state
             return
         w = KeyWindow.from_state(state)
-        bare = w.bare()
-        self.keys[key] = w if bare is None else bare
+        small = w.compact()
+        self.keys[key] = w if small is None else small
         if w.last_ts < self._oldest:
             self._oldest = w.last_ts
 
@@ -761,8 +788,8 @@ class WindowedKind(RuleKind):
             key, ts = entry[0], float(entry[1])
             w = self._window(keys.get(key), ts)
             w.add(ts, entry[2] if len(entry) > 2 else {}, window)
-            bare = w.bare()
-            keys[key] = w if bare is None else bare
+            small = w.compact()
+            keys[key] = w if small is None else small
 
     def restored(self) -> None:
         """Attach the restored episodes to their windows. An episode whose window the log no
@@ -796,7 +823,7 @@ class WindowedKind(RuleKind):
         gone = []
         for k, w in keys.items():
             last = w if w.__class__ is float else w.last_ts  # type: ignore[union-attr]
-            if last < horizon and (k not in dirty or w.__class__ is float or w.episode is None):  # type: ignore[union-attr]
+            if last < horizon and (k not in dirty or w.__class__ is not KeyWindow or w.episode is None):  # type: ignore[union-attr]
                 gone.append(k)
             elif last < oldest:
                 oldest = last

@@ -42,7 +42,7 @@ class EventShare:
     def __init__(self) -> None:
         self.ne: NormalizedEvent | None = None
         self.ts = 0.0
-        self.keys: dict[tuple[str, ...], str] = {}
+        self.keys: dict[str, str] = {}  # " ".join(group_by) -> the event's key
 
 
 NO_SHARE = EventShare()  # never set: a kind outside an engine computes its keys and times itself
@@ -174,6 +174,14 @@ def _unpack(cell: Any) -> Any:
     return str(cell) if cell.__class__ is int else cell
 
 
+def _first_row(values: dict[str, str | None]) -> tuple[Row, tuple[str, ...]]:
+    """The row and names of a window's first values (not empty): its names are the event's."""
+    if len(values) == 1:
+        for n, v in values.items():
+            return _pack(v), _shared_names((n,))
+    return tuple(map(_pack, values.values())), _shared_names(tuple(values))
+
+
 def _cells(row: Row) -> tuple[Any, ...]:
     return row if isinstance(row, tuple) else (row,)
 
@@ -222,8 +230,8 @@ class KeyWindow:
             return ()
         names = self.names
         if not names:  # the key's first values: its names are the event's
-            self.names = _shared_names(tuple(values))
-            cells = tuple(map(_pack, values.values()))
+            row, self.names = _first_row(values)
+            return row
         elif len(values) == len(names) == 1:  # the common case: one literal, a bare value
             for n, v in values.items():
                 if n == names[0]:
@@ -528,26 +536,23 @@ def group_value(ne: NormalizedEvent, field: str) -> str:
 KeyFunction = Callable[[NormalizedEvent], str]
 
 
-class SharedKey:
+def shared_key_function(kind: RuleKind, group_by: list[str]) -> KeyFunction:
     """A rule's key function that takes the event's key from the engine's ``EventShare`` when
     another rule with the same ``group_by`` already built it (and leaves it there otherwise)."""
+    make = key_function(group_by)
+    group = " ".join(group_by)  # a str: its hash is cached, a tuple's is not
 
-    __slots__ = ("kind", "group", "make")
-
-    def __init__(self, kind: RuleKind, group_by: list[str]):
-        self.kind = kind
-        self.group = tuple(group_by)
-        self.make = key_function(group_by)
-
-    def __call__(self, ne: NormalizedEvent) -> str:
-        share = self.kind.share
+    def key_of(ne: NormalizedEvent) -> str:
+        share = kind.share
         if share.ne is not ne:
-            return self.make(ne)
+            return make(ne)
         keys = share.keys
-        key = keys.get(self.group)
+        key = keys.get(group)
         if key is None:
-            key = keys[self.group] = self.make(ne)
+            key = keys[group] = make(ne)
         return key
+
+    return key_of
 
 
 def event_ts(kind: RuleKind, ne: NormalizedEvent) -> float:
@@ -616,7 +621,9 @@ class WindowedKind(RuleKind):
         self._ended: list[FindingUpdate] = []
         #: no window's last_ts is older than this (a lower bound): a sweep before it has nothing to do
         self._oldest = float("inf")
-        self._key_of = SharedKey(self, params.group_by)
+        self._key_of = shared_key_function(self, params.group_by)
+        if type(self).key is WindowedKind.key:
+            self.key = self._key_of  # type: ignore[method-assign, assignment]  # one call less per event
         #: the values hook, None where a kind keeps the default (no call per event for it); what a
         #: kind checks per event before counting goes through ``event_check`` and ``shape_matches``
         self._values = None if type(self).values is WindowedKind.values else self.values
@@ -661,13 +668,19 @@ class WindowedKind(RuleKind):
         found = keys.get(key)
         share = self.share
         ts = share.ts if share.ne is ne else ne.event.ts.timestamp()  # ``event_ts``, inlined
-        if found is None and self._values is None and self._bare_first:
-            # a new key of a kind without values that cannot fire on one event: its window is
-            # the bare timestamp (``KeyWindow.compact``), no object needed
+        values: dict[str, str | None]
+        if found is None and self._bare_first:
+            # a new key of a kind that cannot fire on one event: its window is what
+            # ``KeyWindow.compact`` keeps of one entry, the bare timestamp or a ``One``
             if ts < self._oldest:
                 self._oldest = ts
-            keys[key] = ts
-            self._log.append([key, ts])
+            values_of = self._values
+            if values_of is None or not (values := values_of(ne)):
+                keys[key] = ts
+                self._log.append([key, ts])
+            else:
+                keys[key] = One(ts, *_first_row(values))
+                self._log.append([key, ts, values])
             return None
         w = self._window(found, ts)
         if w.episode is not None and ts - w.last_ts > self.window:
@@ -678,7 +691,7 @@ class WindowedKind(RuleKind):
                 self._ended.append(ended)
         values_of = self._values
         if values_of is None:
-            values: dict[str, str | None] = _NO_VALUES
+            values = _NO_VALUES
             self._log.append([key, ts])
         else:
             values = values_of(ne)

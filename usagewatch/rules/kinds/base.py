@@ -840,8 +840,10 @@ class WindowedKind(RuleKind):
                 gone.append(k)
             elif last < oldest:
                 oldest = last
+        rows = self._rows
         for key in gone:
             del keys[key]
             dirty.discard(key)
-            self._gone.add(key)
+            if key in rows:  # only a key with a saved row has something to delete; the others
+                self._gone.add(key)  # are not kept (nor their key strs) until the next take
         self._oldest = oldest

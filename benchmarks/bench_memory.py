@@ -8,7 +8,9 @@
 one hour of event time so every key is live at once in the windows of the stock rules (loaded as
 the config's defaults load them), fed through ``RuleEngine.feed``; prints RSS before and after,
 bytes per live (user, fingerprint) key, the live keys of each rule and (``--sizes``) the bytes of
-each rule's window objects, and the peak of taking the whole dirty state the way a batch does.
+each rule's window objects (an object several rules share, such as a key str or an event's time,
+counts once, under the first rule in the list that holds it), and the peak of taking the whole
+dirty state the way a batch does.
 
 ``process``: writes a PostgreSQL csvlog with ``--keys`` distinct (user, fingerprint) pairs inside
 one hour and measures the peak RSS (the child's ``ru_maxrss``) of ``usagewatch replay`` on it with

@@ -58,9 +58,15 @@ def values_of(rnd: random.Random, kind: str, names: list[str]) -> dict[str, str 
     if kind == "none":
         return {}
     if kind == "one":
-        return {"company_id": rnd.choice([None, "1", "2", "3", str(rnd.randrange(1000))])}
+        return {"company_id": rnd.choice([None, "1", "2", "3", str(rnd.randrange(1000))] + SPELLINGS)}
     picked = [n for n in names if rnd.random() < 0.7] if kind == "ragged" else names
-    return {n: rnd.choice([None, "a", "b", str(rnd.randrange(50))]) for n in picked}
+    return {n: rnd.choice([None, "a", "b", str(rnd.randrange(50))] + SPELLINGS) for n in picked}
+
+
+#: values that look like numbers but are other strings than the number's one spelling (a window
+#: keeps decimal values as ints): each must count as its own value and come back as written
+SPELLINGS = ["0", "00", "01", "1 ", "+1", "-1", "1.0", "١", "²", "", "123456789012345678",
+             "1234567890123456789", "99999999999999999999999"]
 
 
 @pytest.mark.parametrize("seed", range(40))
@@ -200,3 +206,41 @@ def test_a_key_touched_in_the_batch_is_not_swept_before_its_update_is_built() ->
     e.take_state()
     kind.sweep(run("x", 3 * 60, None).event.ts.timestamp())  # the batch was taken: now it goes
     assert kind.state_keys() == [] and kind.take_dirty() == {"user=kim fingerprint=fp-orders": None}
+
+
+def test_a_key_seen_once_with_a_value_keeps_it_through_a_restart() -> None:
+    """The first run of a shape is kept small (no window object) but still counts with its value:
+    after a restart from the log, 19 more runs with other values make one episode of 20 values,
+    the first one's value as written ("0042", not 42)."""
+    e = RuleEngine(load_rules(STORY_RULES))
+    varying = next(r.kind for r in e.rules if r.id == "same-query-different-ids")
+    e.feed_all([run("kim", 0, "0042")])
+    (key,) = varying.state_keys()
+    assert not isinstance(varying.keys[key], KeyWindow)
+    assert varying.explain() == [{"key": key, "fired": False, "runs": 1, "min_runs": 20, "distinct": 1,
+                                  "min_distinct": 20}]
+    window = varying.window_of(key)
+    assert window is not None and list(window.entries()) == [(run("kim", 0, "0").event.ts.timestamp(),
+                                                             {"company_id": "0042"})]
+    changes = e.take_state()
+    fresh = RuleEngine(load_rules(STORY_RULES))
+    fresh.restore([], [(rid, logic, json.loads(json.dumps(entries))) for rid, logic, _, entries in changes.log])
+    ups = fresh.updates(fresh.feed_all([run("kim", m, str(m)) for m in range(1, 20)]))
+    (up,) = [u for u in ups if u.rule == "same-query-different-ids"]
+    assert (up.count, up.distinct_values) == (20, 20)
+    assert up.sample_values[:2] == ["0042", "1"]
+
+
+def test_an_event_object_fed_again_after_a_change_counts_as_changed() -> None:
+    """Rules share each event's key and time while the engine feeds it, never beyond that feed."""
+    e = RuleEngine(load_rules(STORY_RULES))
+    ne = run("kim", 0, "7")
+    e.feed(ne)
+    ne.event.user = "lee"
+    ne.event.ts = run("lee", 5, "7").event.ts
+    e.feed(ne)
+    keys = {(rule, entry[0], entry[1]) for rule, _, _, entries in e.take_state().log for entry in entries}
+    assert {(rule, key.split(" ")[0], ts) for rule, key, ts in keys} == {
+        (rule, f"user={user}", run(user, minute, "7").event.ts.timestamp())
+        for rule in ("same-query-different-ids", "same-query-repeated")
+        for user, minute in (("kim", 0), ("lee", 5))}

@@ -12,7 +12,7 @@ from collections import Counter
 from typing import Any, Callable, Iterable
 
 from usagewatch.model import FindingUpdate, NormalizedEvent, NormalizedQuery, QueryEvent, WindowChanges
-from usagewatch.rules.kinds.base import WindowedKind
+from usagewatch.rules.kinds.base import EventShare, WindowedKind
 from usagewatch.rules.loader import Rule
 
 SWEEP_EVERY = 10_000  # events between sweeps of drained windows
@@ -43,6 +43,13 @@ class RuleEngine:
         #: commit asks the store to delete drained rows only when one of them has drained
         self._logged: dict[str, list[float]] = {}
         self._plans: dict[tuple[Any, ...], Plan] = {}
+        #: the event being fed, its time and group keys: built once, shared by the rules (memory)
+        self._share = EventShare()
+        self._bind(rules)
+
+    def _bind(self, rules: list[Rule]) -> None:
+        for r in rules:
+            r.kind.share = self._share
 
     def replace(self, rules: list[Rule]) -> dict[str, list[str]]:
         """Swap in newly loaded rules (live reload). A rule whose matching logic is unchanged keeps
@@ -71,6 +78,7 @@ class RuleEngine:
         self.rules = rules
         self._by_id = {r.id: r for r in rules}
         self._plans.clear()
+        self._bind(rules)
         return report
 
     def plan(self, q: NormalizedQuery) -> Plan:
@@ -95,15 +103,22 @@ class RuleEngine:
         out = []
         ev = ne.event
         counts = self.evaluations_by_rule
-        for rule_id, check, observe in self.plan(ne.query):
-            if check is not None and not check(ev):
-                continue
-            counts[rule_id] += 1
-            key = observe(ne)
-            if key is not None:
-                out.append((rule_id, key))
-        # ``tick``, inlined: this runs for every event
         ts = ev.ts.timestamp()
+        share = self._share
+        share.ne, share.ts = ne, ts
+        if share.keys:
+            share.keys.clear()
+        try:
+            for rule_id, check, observe in self.plan(ne.query):
+                if check is not None and not check(ev):
+                    continue
+                counts[rule_id] += 1
+                key = observe(ne)
+                if key is not None:
+                    out.append((rule_id, key))
+        finally:
+            share.ne = None
+        # ``tick_at``, inlined: this runs for every event
         if ts > self._max_ts:
             self._max_ts = ts
         self._since_sweep += 1

@@ -29,11 +29,32 @@ class KindParams(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+class EventShare:
+    """What the rules of one engine compute alike for the event being fed: its time and its group
+    keys (per ``group_by``), computed by the first rule that asks and then the *same objects* for
+    every other rule. A key kept by three rules is then one str and one float in memory, not three
+    of each (a million live keys: hundreds of MB). The engine sets ``ne`` for the length of one
+    ``feed`` and clears it after, so a value is never reused for another event, nor for the same
+    event object fed again after a change; a kind used without an engine computes its own."""
+
+    __slots__ = ("ne", "ts", "keys")
+
+    def __init__(self) -> None:
+        self.ne: NormalizedEvent | None = None
+        self.ts = 0.0
+        self.keys: dict[str, str] = {}  # " ".join(group_by) -> the event's key
+
+
+NO_SHARE = EventShare()  # never set: a kind outside an engine computes its keys and times itself
+
+
 class RuleKind:
     """One rule of one kind. ``observe`` sees every event that passed the rule's filter."""
 
     name: ClassVar[str]
     Params: ClassVar[type[KindParams]] = KindParams
+    #: the feeding engine's ``EventShare`` (set by the engine)
+    share: EventShare = NO_SHARE
 
     def __init__(self, spec: RuleSpec, params: KindParams):
         self.spec = spec
@@ -122,7 +143,7 @@ class _Missing:
 
 MISSING: Any = _Missing()
 _NO_VALUES: dict[str, str | None] = {}  # shared, never written to
-Row = Any  # one entry's values: () none, a bare value (one name), or a tuple aligned to the names
+Row = Any  # one entry's values (``_pack``ed): () none, a bare value (one name), or a tuple aligned to the names
 _SHARED_NAMES: dict[tuple[str, ...], tuple[str, ...]] = {}
 MAX_SHARED_NAMES = 10_000
 
@@ -136,6 +157,29 @@ def _shared_names(names: tuple[str, ...]) -> tuple[str, ...]:
             _SHARED_NAMES[names] = names
         return names
     return got
+
+
+def _pack(value: str | None) -> Any:
+    """A value as a row keeps it: a decimal string in its one spelling (no sign, no leading zero,
+    at most 18 digits) as an int, 28-32 bytes instead of the str's 50-70 (ids, the common literal,
+    held once per live key); anything else as it is. Only such strings become ints, and each int
+    from only one of them, so counts of distinct values are the same; ``_unpack`` gives it back."""
+    if value.__class__ is str and value.isdigit() and value.isascii() and len(value) <= 18 \
+            and (value[0] != "0" or len(value) == 1):  # type: ignore[union-attr, index]
+        return int(value)  # type: ignore[arg-type]
+    return value
+
+
+def _unpack(cell: Any) -> Any:
+    return str(cell) if cell.__class__ is int else cell
+
+
+def _first_row(values: dict[str, str | None]) -> tuple[Row, tuple[str, ...]]:
+    """The row and names of a window's first values (not empty): its names are the event's."""
+    if len(values) == 1:
+        for n, v in values.items():
+            return _pack(v), _shared_names((n,))
+    return tuple(map(_pack, values.values())), _shared_names(tuple(values))
 
 
 def _cells(row: Row) -> tuple[Any, ...]:
@@ -186,15 +230,15 @@ class KeyWindow:
             return ()
         names = self.names
         if not names:  # the key's first values: its names are the event's
-            self.names = _shared_names(tuple(values))
-            cells = tuple(values.values())
+            row, self.names = _first_row(values)
+            return row
         elif len(values) == len(names) == 1:  # the common case: one literal, a bare value
             for n, v in values.items():
                 if n == names[0]:
-                    return v
+                    return _pack(v)
             return self._encode_other(values)
         elif len(values) == len(names) and tuple(values) == names:
-            cells = tuple(values.values())
+            cells = tuple(map(_pack, values.values()))
         else:
             return self._encode_other(values)
         return cells[0] if len(cells) == 1 else cells
@@ -209,11 +253,11 @@ class KeyWindow:
         size = max(index[n] for n in values) + 1
         out = [MISSING] * size
         for n, v in values.items():
-            out[index[n]] = v
+            out[index[n]] = _pack(v)
         return out[0] if size == 1 else tuple(out)
 
     def _values(self, row: Row) -> dict[str, str | None]:
-        return {n: v for n, v in zip(self.names, _cells(row), strict=False) if v is not MISSING}
+        return {n: _unpack(v) for n, v in zip(self.names, _cells(row), strict=False) if v is not MISSING}
 
     def _count(self, counts: dict[str, Counter[str | None]], row: Row, delta: int) -> None:
         if row.__class__ is tuple:
@@ -371,17 +415,29 @@ class KeyWindow:
 
     @classmethod
     def of_bare(cls, ts: float) -> KeyWindow:
-        """The window a bare timestamp stands for (see ``bare``)."""
+        """The window a bare timestamp stands for (see ``compact``)."""
         w = cls()
         w._data = w.last_ts = ts
         return w
 
-    def bare(self) -> float | None:
-        """The one entry's timestamp when that says everything (one entry without values, no
-        episode): the kind then keeps just the float for the key, not a window object."""
+    @classmethod
+    def of_one(cls, one: One) -> KeyWindow:
+        """The window a ``One`` stands for (see ``compact``)."""
+        w = cls()
+        w._data = w.last_ts = one.last_ts
+        w._row, w.names = one.row, one.names
+        return w
+
+    def compact(self) -> float | One | None:
+        """What the kind can keep for the key instead of this object when the window is one entry
+        and no episode (most keys of a busy warehouse are seen once in a window): the entry's
+        timestamp when it has no values, else a ``One`` (56 bytes instead of 72); None otherwise."""
         data = self._data
-        if data.__class__ is float and self._row == () and self.episode is None and self.last_ts == data:
-            return data  # type: ignore[return-value]
+        if data.__class__ is float and self.episode is None and self.last_ts == data:
+            row = self._row
+            if row.__class__ is tuple and row == ():
+                return data  # type: ignore[return-value]
+            return One(data, row, self.names)  # type: ignore[arg-type]
         return None
 
     def _append(self, ts: float, values: dict[str, str | None]) -> None:
@@ -389,6 +445,18 @@ class KeyWindow:
         last, self.last_ts = self.last_ts, float("-inf")
         self.add(ts, values, float("inf"))
         self.last_ts = max(last, ts)
+
+
+class One:
+    """A window of one entry with values and no episode, as a kind keeps it (``KeyWindow.compact``):
+    its timestamp (also its ``last_ts``), its row and the names the row is aligned to."""
+
+    __slots__ = ("last_ts", "row", "names")
+
+    def __init__(self, ts: float, row: Row, names: tuple[str, ...]):
+        self.last_ts = ts
+        self.row = row
+        self.names = names
 
 
 class Episode:
@@ -468,6 +536,31 @@ def group_value(ne: NormalizedEvent, field: str) -> str:
 KeyFunction = Callable[[NormalizedEvent], str]
 
 
+def shared_key_function(kind: RuleKind, group_by: list[str]) -> KeyFunction:
+    """A rule's key function that takes the event's key from the engine's ``EventShare`` when
+    another rule with the same ``group_by`` already built it (and leaves it there otherwise)."""
+    make = key_function(group_by)
+    group = " ".join(group_by)  # a str: its hash is cached, a tuple's is not
+
+    def key_of(ne: NormalizedEvent) -> str:
+        share = kind.share
+        if share.ne is not ne:
+            return make(ne)
+        keys = share.keys
+        key = keys.get(group)
+        if key is None:
+            key = keys[group] = make(ne)
+        return key
+
+    return key_of
+
+
+def event_ts(kind: RuleKind, ne: NormalizedEvent) -> float:
+    """The event's time in epoch seconds: the engine's one float object for it when it feeds it."""
+    share = kind.share
+    return share.ts if share.ne is ne else ne.event.ts.timestamp()
+
+
 def key_function(group_by: list[str]) -> KeyFunction:
     """The function naming an event's group, ``"user=kim fingerprint=ab12..."`` (the names saved
     keys and findings carry). Built once per rule: the key is computed for every event a rule sees,
@@ -513,9 +606,9 @@ class WindowedKind(RuleKind):
     def __init__(self, spec: RuleSpec, params: WindowParams):  # type: ignore[override]
         super().__init__(spec, params)
         self.window = params.window.total_seconds()
-        #: key -> its window, or just the timestamp of a window that is one entry without values
-        #: (``KeyWindow.bare``): most keys of a busy warehouse are seen once in a window
-        self.keys: dict[str, KeyWindow | float] = {}
+        #: key -> its window, or for a window of one entry without episode (``KeyWindow.compact``)
+        #: just its timestamp (no values) or a ``One``: most keys of a busy warehouse are seen once
+        self.keys: dict[str, KeyWindow | One | float] = {}
         #: keys whose saved row (``rows``) must be rewritten or deleted at the next take
         self._dirty: set[str] = set()
         self._gone: set[str] = set()
@@ -528,7 +621,9 @@ class WindowedKind(RuleKind):
         self._ended: list[FindingUpdate] = []
         #: no window's last_ts is older than this (a lower bound): a sweep before it has nothing to do
         self._oldest = float("inf")
-        self._key_of = key_function(params.group_by)
+        self._key_of = shared_key_function(self, params.group_by)
+        if type(self).key is WindowedKind.key:
+            self.key = self._key_of  # type: ignore[method-assign, assignment]  # one call less per event
         #: the values hook, None where a kind keeps the default (no call per event for it); what a
         #: kind checks per event before counting goes through ``event_check`` and ``shape_matches``
         self._values = None if type(self).values is WindowedKind.values else self.values
@@ -554,28 +649,38 @@ class WindowedKind(RuleKind):
         """Fill the kind-specific parts of ``update`` (varying, distinct_values, samples, details)."""
 
     # machinery ----------------------------------------------------------------------------------
-    def _window(self, found: KeyWindow | float | None, ts: float) -> KeyWindow:
+    def _window(self, found: KeyWindow | One | float | None, ts: float) -> KeyWindow:
         """The window object for a key's entry in ``keys`` (None: a new key, seen at ``ts``)."""
         if found is None:
             if ts < self._oldest:
                 self._oldest = ts
             return KeyWindow()
-        if found.__class__ is float:
+        cls = found.__class__
+        if cls is float:
             return KeyWindow.of_bare(found)  # type: ignore[arg-type]
+        if cls is One:
+            return KeyWindow.of_one(found)  # type: ignore[arg-type]
         return found  # type: ignore[return-value]
 
     def observe(self, ne: NormalizedEvent) -> str | None:
         key = self.key(ne)
         keys = self.keys
         found = keys.get(key)
-        ts = ne.event.ts.timestamp()
-        if found is None and self._values is None and self._bare_first:
-            # a new key of a kind without values that cannot fire on one event: its window is
-            # the bare timestamp (``KeyWindow.bare``), no object needed
+        share = self.share
+        ts = share.ts if share.ne is ne else ne.event.ts.timestamp()  # ``event_ts``, inlined
+        values: dict[str, str | None]
+        if found is None and self._bare_first:
+            # a new key of a kind that cannot fire on one event: its window is what
+            # ``KeyWindow.compact`` keeps of one entry, the bare timestamp or a ``One``
             if ts < self._oldest:
                 self._oldest = ts
-            keys[key] = ts
-            self._log.append([key, ts])
+            values_of = self._values
+            if values_of is None or not (values := values_of(ne)):
+                keys[key] = ts
+                self._log.append([key, ts])
+            else:
+                keys[key] = One(ts, *_first_row(values))
+                self._log.append([key, ts, values])
             return None
         w = self._window(found, ts)
         if w.episode is not None and ts - w.last_ts > self.window:
@@ -586,7 +691,7 @@ class WindowedKind(RuleKind):
                 self._ended.append(ended)
         values_of = self._values
         if values_of is None:
-            values: dict[str, str | None] = _NO_VALUES
+            values = _NO_VALUES
             self._log.append([key, ts])
         else:
             values = values_of(ne)
@@ -595,8 +700,8 @@ class WindowedKind(RuleKind):
         ep = w.episode
         if ep is None:
             if not self.holds(w):
-                bare = w.bare()
-                keys[key] = w if bare is None else bare
+                small = w.compact()
+                keys[key] = w if small is None else small
                 if key in self._rows:  # its episode ended: the row goes
                     self._dirty.add(key)
                 return None
@@ -617,7 +722,7 @@ class WindowedKind(RuleKind):
         w = self.keys.get(key)
         if w is None or isinstance(w, KeyWindow):
             return w
-        return KeyWindow.of_bare(w)
+        return KeyWindow.of_one(w) if isinstance(w, One) else KeyWindow.of_bare(w)
 
     def update(self, key: str) -> FindingUpdate | None:
         w = self.keys.get(key)
@@ -684,8 +789,8 @@ class WindowedKind(RuleKind):
             self._pending[key] = state
             return
         w = KeyWindow.from_state(state)
-        bare = w.bare()
-        self.keys[key] = w if bare is None else bare
+        small = w.compact()
+        self.keys[key] = w if small is None else small
         if w.last_ts < self._oldest:
             self._oldest = w.last_ts
 
@@ -696,8 +801,8 @@ class WindowedKind(RuleKind):
             key, ts = entry[0], float(entry[1])
             w = self._window(keys.get(key), ts)
             w.add(ts, entry[2] if len(entry) > 2 else {}, window)
-            bare = w.bare()
-            keys[key] = w if bare is None else bare
+            small = w.compact()
+            keys[key] = w if small is None else small
 
     def restored(self) -> None:
         """Attach the restored episodes to their windows. An episode whose window the log no
@@ -731,12 +836,14 @@ class WindowedKind(RuleKind):
         gone = []
         for k, w in keys.items():
             last = w if w.__class__ is float else w.last_ts  # type: ignore[union-attr]
-            if last < horizon and (k not in dirty or w.__class__ is float or w.episode is None):  # type: ignore[union-attr]
+            if last < horizon and (k not in dirty or w.__class__ is not KeyWindow or w.episode is None):  # type: ignore[union-attr]
                 gone.append(k)
             elif last < oldest:
                 oldest = last
+        rows = self._rows
         for key in gone:
             del keys[key]
             dirty.discard(key)
-            self._gone.add(key)
+            if key in rows:  # only a key with a saved row has something to delete; the others
+                self._gone.add(key)  # are not kept (nor their key strs) until the next take
         self._oldest = oldest

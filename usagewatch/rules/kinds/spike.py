@@ -11,7 +11,7 @@ from pydantic import Field, field_validator, model_validator
 
 from usagewatch.durations import Duration
 from usagewatch.model import FindingUpdate, NormalizedEvent
-from usagewatch.rules.kinds.base import KindParams, RuleKind, check_group_fields, dt_of, key_function, kinds
+from usagewatch.rules.kinds.base import KindParams, RuleKind, check_group_fields, dt_of, event_ts, kinds, shared_key_function
 
 
 class SpikeParams(KindParams):
@@ -73,7 +73,7 @@ class Spike(RuleKind):
         super().__init__(spec, params)
         self.size = params.window.total_seconds()
         self.span = int(params.baseline.total_seconds() // self.size)  # buckets in the baseline
-        self._key_of = key_function(params.group_by)
+        self._key_of = shared_key_function(self, params.group_by)
         self.keys: dict[str, _KeyState] = {}
         self._dirty: set[str] = set()
         self._gone: set[str] = set()
@@ -86,7 +86,7 @@ class Spike(RuleKind):
 
     def observe(self, ne: NormalizedEvent) -> str | None:
         key = self._key_of(ne)
-        ts = ne.event.ts.timestamp()
+        ts = event_ts(self, ne)
         k = self.keys.get(key)
         if k is None:
             k = self.keys[key] = _KeyState(ts)

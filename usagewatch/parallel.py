@@ -147,7 +147,7 @@ class _Part:
     """One chunk as one worker needs it: the partition and time of every event in log order, and
     the worker's own events as tuples. ``finish``: the chunk ends a commit group."""
 
-    owners: array[int]
+    partitions: array[int]
     times: array[float]
     mine: list[tuple[Any, ...]]
     finish: bool
@@ -156,10 +156,10 @@ class _Part:
 def split(events: list[QueryEvent], part: Partitioner) -> tuple[array[int], array[float], list[list[tuple[Any, ...]]]]:
     """The events' partitions and times (as the engine's clock reads them), and each partition's
     events as tuples."""
-    owners = array("H")
+    partitions = array("H")
     times = array("d")
     mine: list[list[tuple[Any, ...]]] = [[] for _ in range(part.jobs)]
-    own, tick = owners.append, times.append
+    own, tick = partitions.append, times.append
     values, known = part.values, part.known
     for ev in events:  # ``part(ev)`` and ``ts_of(ev.ts)`` inlined: this runs for every event
         k = known.get(values(ev))
@@ -168,7 +168,7 @@ def split(events: list[QueryEvent], part: Partitioner) -> tuple[array[int], arra
         own(k)
         tick(ev.ts.timestamp())
         mine[k].append(_pack(ev))
-    return owners, times, mine
+    return partitions, times, mine
 
 
 class _Share:
@@ -188,8 +188,8 @@ class _Share:
     def __iter__(self) -> Iterator[QueryEvent]:
         k, tick, times = self.k, self.engine.tick_at, self.part.times
         mine = iter(self.part.mine)
-        for i, owner in enumerate(self.part.owners):
-            if owner == k:
+        for i, partition in enumerate(self.part.partitions):
+            if partition == k:
                 yield QueryEvent(*next(mine))
             else:
                 tick(times[i])
@@ -481,11 +481,11 @@ def _feed_and_save(pipeline: Pipeline, workers: list[_Worker], part: Partitioner
     group: list[Chunk] = []
     queued = 0
     for chunk in pipeline.chunks(at_eof=True):
-        kinds, times, mine = split(chunk.events, part)
+        partitions, times, mine = split(chunk.events, part)
         queued += len(chunk.events)
         finish = group_events <= 0 or queued >= group_events
         for k, w in enumerate(workers):
-            w.send(pickle.dumps(_Part(kinds, times, mine[k], finish), protocol=pickle.HIGHEST_PROTOCOL), jobs)
+            w.send(pickle.dumps(_Part(partitions, times, mine[k], finish), protocol=pickle.HIGHEST_PROTOCOL), jobs)
         del mine
         group.append(slim(chunk))
         if finish:

@@ -272,6 +272,9 @@ def test_a_rule_across_users_is_refused_by_name(tmp_path, data):
 def test_jobs_option(tmp_path, data, reference):
     assert jobs_of(0) == len(os.sched_getaffinity(0)) and jobs_of(3) == 3
     cfg = setup(tmp_path, data)
+    r = CliRunner().invoke(cli, ["replay", "--config", str(tmp_path / "config.yaml"), "-j", "5000"])
+    assert r.exit_code == 1, r.output
+    assert "Error: -j 5000: at most 1,024 jobs; more workers than CPUs do not help (-j 0 = one per CPU)." in r.output
     r = CliRunner().invoke(cli, ["replay", "--config", str(tmp_path / "config.yaml"), "--jobs", "2"])
     assert r.exit_code == 0, r.output
     assert r.stdout == f"Replayed {reference[1]}.\n"

@@ -74,10 +74,18 @@ PARTITION_FIELDS = ("user", "database", "application", "source")
 WindowKey = tuple[str, str]
 
 
+#: the most workers ``-j`` starts (an event's partition travels as a 16-bit number; and far more
+#: workers than CPUs only add processes that wait for a core)
+MAX_JOBS = 1024
+
+
 def jobs_of(jobs: int) -> int:
     """``-j 0`` means one worker per CPU this process may run on."""
     if jobs < 0:
         raise UsagewatchError(f"-j {jobs}: the number of jobs cannot be negative (0 = one per CPU).")
+    if jobs > MAX_JOBS:
+        raise UsagewatchError(f"-j {jobs}: at most {MAX_JOBS:,} jobs; more workers than CPUs do not help "
+                              f"(-j 0 = one per CPU).")
     if jobs:
         return jobs
     try:

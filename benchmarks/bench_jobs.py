@@ -23,6 +23,8 @@ import sys
 import tempfile
 from pathlib import Path
 
+from bench_read import EXTENSIONS  # the format a log's extension names (this directory is on sys.path)
+
 CHILD = """
 import json, resource, sys, time
 from usagewatch import config
@@ -35,8 +37,6 @@ print(json.dumps({"wall": wall, "parent_cpu": me.ru_utime + me.ru_stime, "worker
                   "parent_rss_mb": me.ru_maxrss / 1024, "worker_rss_mb": kids.ru_maxrss / 1024,
                   "queries": stats.queries, "findings": stats.new_findings}))
 """
-
-EXTENSIONS = {".csv": "postgres-csvlog", ".json": "postgres-jsonlog", ".slow": "mysql-slow"}
 
 
 def run(log: Path, fmt: str, jobs: int) -> dict[str, float]:

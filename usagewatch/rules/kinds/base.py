@@ -428,17 +428,17 @@ class KeyWindow:
         w._row, w.names = one.row, one.names
         return w
 
-    def compact(self) -> float | One | None:
-        """What the kind can keep for the key instead of this object when the window is one entry
-        and no episode (most keys of a busy warehouse are seen once in a window): the entry's
-        timestamp when it has no values, else a ``One`` (56 bytes instead of 72); None otherwise."""
+    def compact(self) -> KeyWindow | One | float:
+        """What the kind keeps for the key: when the window is one entry and no episode (most keys
+        of a busy warehouse are seen once in a window), the entry's timestamp if it has no values,
+        else a ``One`` (56 bytes instead of 72); otherwise this window itself."""
         data = self._data
         if data.__class__ is float and self.episode is None and self.last_ts == data:
             row = self._row
             if row.__class__ is tuple and row == ():
                 return data  # type: ignore[return-value]
             return One(data, row, self.names)  # type: ignore[arg-type]
-        return None
+        return self
 
     def _append(self, ts: float, values: dict[str, str | None]) -> None:
         """Add a saved entry as it was (no eviction: the saved window was already evicted)."""
@@ -700,8 +700,7 @@ class WindowedKind(RuleKind):
         ep = w.episode
         if ep is None:
             if not self.holds(w):
-                small = w.compact()
-                keys[key] = w if small is None else small
+                keys[key] = w.compact()
                 if key in self._rows:  # its episode ended: the row goes
                     self._dirty.add(key)
                 return None
@@ -719,10 +718,8 @@ class WindowedKind(RuleKind):
 
     def window_of(self, key: str) -> KeyWindow | None:
         """The key's window as an object (also when the kind keeps only a bare timestamp)."""
-        w = self.keys.get(key)
-        if w is None or isinstance(w, KeyWindow):
-            return w
-        return KeyWindow.of_one(w) if isinstance(w, One) else KeyWindow.of_bare(w)
+        found = self.keys.get(key)
+        return None if found is None else self._window(found, 0.0)  # ts is read only for a new key
 
     def update(self, key: str) -> FindingUpdate | None:
         w = self.keys.get(key)
@@ -789,8 +786,7 @@ class WindowedKind(RuleKind):
             self._pending[key] = state
             return
         w = KeyWindow.from_state(state)
-        small = w.compact()
-        self.keys[key] = w if small is None else small
+        self.keys[key] = w.compact()
         if w.last_ts < self._oldest:
             self._oldest = w.last_ts
 
@@ -801,8 +797,7 @@ class WindowedKind(RuleKind):
             key, ts = entry[0], float(entry[1])
             w = self._window(keys.get(key), ts)
             w.add(ts, entry[2] if len(entry) > 2 else {}, window)
-            small = w.compact()
-            keys[key] = w if small is None else small
+            keys[key] = w.compact()
 
     def restored(self) -> None:
         """Attach the restored episodes to their windows. An episode whose window the log no

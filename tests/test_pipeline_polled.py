@@ -51,7 +51,7 @@ MAPPING = {"mapping": {"sql": "query_text", "ts": "start_time", "user": "user_na
                                               ("test-history-rows", None, 2)])
 def test_one_query_with_25_company_ids_makes_one_finding(pg_cluster, dbname, tmp_path, monkeypatch, fmt, options,
                                                          jobs):
-    """(``jobs`` 2: ``replay -j 2`` spreads a polled table's rows over two workers as well.)"""
+    """(``jobs`` 2: ``replay -j 2`` on a polled table finds the same and commits the same cursor.)"""
     if fmt not in formats and fmt != "test-history-rows":
         pytest.skip(f"the {fmt} format is not in the registry")
     registered_history_rows(monkeypatch)
